@@ -1,0 +1,543 @@
+//! [`LazyParMap`]: configuration, the `Iterator` impl, and starting the feeder.
+
+use crate::consumer::{Consumer, Got};
+use crate::feeder::{Batching, Feeder};
+use crate::pool::Pool;
+use crate::ring::Shared;
+use crate::sync::Arc;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::time::{Duration, Instant};
+
+/// The number of slots when [`LazyParMap::buffer`] is not called.
+///
+/// Chosen from `cargo bench` (see the README's table): 1024 slots let cheap items travel
+/// in jobs of a few hundred (within 10% of the best throughput we measured with larger
+/// buffers) while keeping at most 1024 items in memory.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+/// An ordered, lazy, bounded parallel map over an iterator; see
+/// [`LazyParMapExt::lazy_par_map`](crate::LazyParMapExt::lazy_par_map).
+///
+/// Building it does no work. The first call to [`next`](Iterator::next) (or to
+/// [`start`](LazyParMap::start)) spawns the feeder thread, which reads the source and hands
+/// items to the rayon pool; results come back in input order.
+#[must_use = "iterator adaptors are lazy and do nothing unless consumed"]
+pub struct LazyParMap<I, F, R>
+where
+    I: Iterator,
+{
+    state: State<I, F, R>,
+    /// The source's `size_hint` when the adapter was built.
+    hint: (usize, Option<usize>),
+}
+
+enum State<I, F, R>
+where
+    I: Iterator,
+{
+    /// Configured, not started: the source and `f` are still here.
+    Idle {
+        source: I,
+        f: F,
+        config: Config<R>,
+    },
+    /// Started: the feeder owns the source; the pool's runners share `f`.
+    Running(Consumer<I::Item, R, F>),
+    /// Starting failed (the feeder thread could not be spawned).
+    Failed,
+}
+
+pub(crate) struct Config<R> {
+    /// Slots; `None` is unbounded.
+    pub(crate) buffer: Option<usize>,
+    pub(crate) pool: Pool,
+    pub(crate) ordered: bool,
+    pub(crate) stop_when: fn(&R) -> bool,
+}
+
+/// Counts for tuning `buffer`, from [`LazyParMap::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Items taken from the source (a pull under way included).
+    pub taken: u64,
+    /// Items returned by `next()`.
+    pub yielded: u64,
+    /// Items taken and not yet returned: queued, running, finished and waiting their turn.
+    /// Never more than the buffer.
+    pub in_flight: u64,
+    /// Time the consumer spent waiting for a result. Large: `f` or the source is the
+    /// bottleneck; a larger buffer helps only if the wait comes from uneven `f` times.
+    pub consumer_waited: Duration,
+    /// Time the feeder spent waiting for a free slot. Large: the consumer is the bottleneck
+    /// and the buffer is full, as it should be.
+    pub feeder_waited: Duration,
+}
+
+/// Why [`LazyParMap::try_next`] returned no item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TryNextError {
+    /// The next result is not ready yet; try again later.
+    NotReady,
+    /// The adapter has ended: the source is exhausted (or the adapter failed earlier).
+    Finished,
+}
+
+/// Why [`LazyParMap::next_timeout`] returned no item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NextTimeoutError {
+    /// The next result was not ready within the timeout; the adapter goes on.
+    Timeout,
+    /// The adapter has ended: the source is exhausted (or the adapter failed earlier).
+    Finished,
+}
+
+impl fmt::Display for TryNextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryNextError::NotReady => "the next result is not ready yet",
+            TryNextError::Finished => "the parallel map has ended",
+        })
+    }
+}
+
+impl fmt::Display for NextTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NextTimeoutError::Timeout => "timed out waiting for the next result",
+            NextTimeoutError::Finished => "the parallel map has ended",
+        })
+    }
+}
+
+impl std::error::Error for TryNextError {}
+impl std::error::Error for NextTimeoutError {}
+
+fn never_stop<R>(_: &R) -> bool {
+    false
+}
+
+impl<I, F, R> LazyParMap<I, F, R>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    pub(crate) fn new(source: I, f: F) -> Self {
+        Self::with_stop(source, f, never_stop::<R>)
+    }
+
+    pub(crate) fn with_stop(source: I, f: F, stop_when: fn(&R) -> bool) -> Self {
+        let hint = source.size_hint();
+        LazyParMap {
+            state: State::Idle {
+                source,
+                f,
+                config: Config {
+                    buffer: Some(DEFAULT_BUFFER),
+                    pool: Pool::Global,
+                    ordered: true,
+                    stop_when,
+                },
+            },
+            hint,
+        }
+    }
+
+    #[track_caller]
+    fn config(&mut self, method: &str) -> &mut Config<R> {
+        match &mut self.state {
+            State::Idle { config, .. } => config,
+            _ => panic!(
+                "lazy_par_map: `{method}` called after the adapter started; \
+                 configure it before `start()` or the first `next()`"
+            ),
+        }
+    }
+
+    /// Sets the number of slots: at most `n` items are taken from the source and not yet
+    /// returned by `next()`, at every moment. The default is [`DEFAULT_BUFFER`].
+    ///
+    /// A small buffer keeps the map lazy (little work ahead of the consumer, little memory);
+    /// a large one keeps every thread busy when `f`'s cost varies, since one slow item holds
+    /// back every finished item behind it. Choose at least a few times the pool's threads.
+    ///
+    /// # Panics
+    /// If `n` is 0, or if the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let squares: Vec<u64> = (0..100u64).lazy_par_map(|x| x * x).buffer(8).collect();
+    /// assert_eq!(squares[9], 81);
+    /// ```
+    /// ```should_panic
+    /// use lazy_par_map::prelude::*;
+    /// let _ = (0..10).lazy_par_map(|x| x).buffer(0); // panics: `buffer` needs at least 1
+    /// ```
+    #[track_caller]
+    pub fn buffer(mut self, n: usize) -> Self {
+        assert!(
+            n != 0,
+            "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
+        );
+        self.config("buffer").buffer = Some(n);
+        self
+    }
+
+    /// Removes the bound: the feeder reads the source as fast as it can (the seed's
+    /// `buffer_size=None`). Memory then grows with the source; use it only on finite input
+    /// that fits.
+    ///
+    /// # Panics
+    /// If the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let total: u64 = (0..1000u64).lazy_par_map(|x| x + 1).unbounded().sum();
+    /// assert_eq!(total, 500_500);
+    /// ```
+    #[track_caller]
+    pub fn unbounded(mut self) -> Self {
+        self.config("unbounded").buffer = None;
+        self
+    }
+
+    /// Runs `f` on `pool` instead of rayon's global pool. The adapter keeps the pool alive
+    /// until its last job has run.
+    ///
+    /// # Panics
+    /// If the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    /// let names: Vec<Option<usize>> = (0..4)
+    ///     .lazy_par_map(|_| rayon::current_thread_index())
+    ///     .pool(pool)
+    ///     .collect();
+    /// assert!(names.iter().all(|index| index.is_some()));
+    /// ```
+    #[track_caller]
+    pub fn pool(mut self, pool: impl Into<Arc<rayon::ThreadPool>>) -> Self {
+        self.config("pool").pool = Pool::Custom(pool.into());
+        self
+    }
+
+    /// Yields results as they complete instead of in input order, keeping the same bound
+    /// on items taken ahead (like `futures`' `buffer_unordered`). Faster when `f`'s cost
+    /// varies: a slow item no longer holds back the finished ones behind it. A panic in `f`
+    /// is re-raised when its job's turn comes in completion order.
+    ///
+    /// # Panics
+    /// If the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let mut out: Vec<u32> = (0..100u32).lazy_par_map(|x| x * 2).unordered().collect();
+    /// out.sort();
+    /// assert_eq!(out, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+    /// ```
+    #[track_caller]
+    pub fn unordered(mut self) -> Self {
+        self.config("unordered").ordered = false;
+        self
+    }
+
+    /// Begins the work now, in the background, and returns the adapter: the feeder fills
+    /// the buffer while the caller does something else. Calling it again, or calling
+    /// `next()` later, is fine; configuring after it panics.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let mut pages = (0..10).lazy_par_map(|x| x * 10).buffer(4).start();
+    /// // ... other work here overlaps with the first four items ...
+    /// assert_eq!(pages.next(), Some(0));
+    /// ```
+    pub fn start(mut self) -> Self {
+        self.running();
+        self
+    }
+
+    /// Starts the feeder if it has not started, and returns the consumer.
+    fn running(&mut self) -> &mut Consumer<I::Item, R, F> {
+        if let State::Idle { .. } = self.state {
+            let State::Idle { source, f, config } =
+                std::mem::replace(&mut self.state, State::Failed)
+            else {
+                unreachable!()
+            };
+            self.state = State::Running(launch(source, f, config));
+        }
+        match &mut self.state {
+            State::Running(consumer) => consumer,
+            _ => panic!("lazy_par_map: the adapter failed to start earlier"),
+        }
+    }
+
+    /// Returns the next result if it is ready, without waiting. Starts the adapter if it
+    /// has not started.
+    ///
+    /// # Errors
+    /// [`TryNextError::NotReady`] if the next result is not ready yet,
+    /// [`TryNextError::Finished`] once every result has been returned.
+    ///
+    /// # Panics
+    /// Like [`next`](Iterator::next): re-raises a panic of `f` or of the source in its place.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// use lazy_par_map::TryNextError;
+    /// let mut it = (0..3).lazy_par_map(|x| x + 1);
+    /// let mut got = Vec::new();
+    /// loop {
+    ///     match it.try_next() {
+    ///         Ok(x) => got.push(x),
+    ///         Err(TryNextError::NotReady) => std::thread::yield_now(), // do other work
+    ///         Err(TryNextError::Finished) => break,
+    ///     }
+    /// }
+    /// assert_eq!(got, [1, 2, 3]);
+    /// ```
+    pub fn try_next(&mut self) -> Result<R, TryNextError> {
+        match self.running().next_until(Some(Instant::now())) {
+            Got::Item(item) => Ok(item),
+            Got::NotReady => Err(TryNextError::NotReady),
+            Got::Finished => Err(TryNextError::Finished),
+        }
+    }
+
+    /// Waits at most `timeout` for the next result (the seed's `Executor.map(timeout=)`,
+    /// except that a timeout does not end the adapter: call again to keep waiting).
+    ///
+    /// # Errors
+    /// [`NextTimeoutError::Timeout`] if no result came within `timeout`,
+    /// [`NextTimeoutError::Finished`] once every result has been returned.
+    ///
+    /// # Panics
+    /// Like [`next`](Iterator::next): re-raises a panic of `f` or of the source in its place.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// use lazy_par_map::NextTimeoutError;
+    /// use std::time::Duration;
+    /// let mut it = (0..1).lazy_par_map(|x| {
+    ///     std::thread::sleep(Duration::from_millis(300));
+    ///     x
+    /// });
+    /// assert_eq!(it.next_timeout(Duration::from_millis(1)), Err(NextTimeoutError::Timeout));
+    /// assert_eq!(it.next_timeout(Duration::from_secs(60)), Ok(0));
+    /// assert_eq!(it.next_timeout(Duration::from_secs(60)), Err(NextTimeoutError::Finished));
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<R, NextTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.running().next_until(deadline) {
+            Got::Item(item) => Ok(item),
+            Got::NotReady => Err(NextTimeoutError::Timeout),
+            Got::Finished => Err(NextTimeoutError::Finished),
+        }
+    }
+
+    /// Counts for choosing `buffer`: items taken, returned and in flight, and how long the
+    /// consumer and the feeder have waited. All zero before the adapter starts.
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// let mut it = (0..100).lazy_par_map(|x| x).buffer(10);
+    /// it.next();
+    /// let stats = it.stats();
+    /// assert_eq!(stats.yielded, 1);
+    /// assert!(stats.in_flight <= 10);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        match &self.state {
+            State::Running(consumer) => {
+                let shared = &consumer.shared;
+                let taken = shared.taken.0.load(std::sync::atomic::Ordering::Relaxed);
+                let yielded = consumer.yielded;
+                Stats {
+                    taken,
+                    yielded,
+                    in_flight: taken.saturating_sub(yielded),
+                    consumer_waited: consumer.waited,
+                    feeder_waited: Duration::from_nanos(
+                        shared
+                            .feeder_wait_nanos
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    ),
+                }
+            }
+            _ => Stats::default(),
+        }
+    }
+
+    /// Ends the adapter early: the feeder takes no more items, work not started is skipped,
+    /// results in flight are dropped. Used by the fallible form after its first `Err`.
+    pub(crate) fn finish(&mut self) {
+        if let State::Running(consumer) = &mut self.state {
+            consumer.finish();
+        }
+    }
+}
+
+/// Builds the shared state and spawns the feeder thread.
+fn launch<I, F, R>(source: I, f: F, config: Config<R>) -> Consumer<I::Item, R, F>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let cap = config.buffer.map_or(u64::MAX, |n| n as u64);
+    let shared = Arc::new(Shared::new(
+        f,
+        cap,
+        config.ordered,
+        config.stop_when,
+        config.pool.num_threads(),
+    ));
+    let feeder = Feeder {
+        source,
+        shared: Arc::clone(&shared),
+        batching: Batching::adaptive(),
+    };
+    let pool = config.pool;
+    std::thread::Builder::new()
+        .name("lazy-par-map-feeder".into())
+        .spawn(move || {
+            feeder.run(|shared| {
+                // Each runner holds the pool, so a custom pool outlives its last job.
+                let keep_alive = pool.clone();
+                pool.spawn(move || {
+                    shared.run_jobs();
+                    drop(keep_alive);
+                });
+            });
+        })
+        .expect("lazy_par_map: could not spawn the feeder thread");
+    Consumer::new(shared)
+}
+
+impl<I, F, R> Iterator for LazyParMap<I, F, R>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    type Item = R;
+
+    /// The next result in input order, waiting for it if needed.
+    ///
+    /// # Panics
+    /// If `f` panicked on this item, or the source panicked where this item would be, the
+    /// panic is re-raised here with its payload, after every earlier item; the adapter is
+    /// then finished and returns `None`.
+    #[inline]
+    fn next(&mut self) -> Option<R> {
+        let consumer = match &mut self.state {
+            State::Running(consumer) => consumer,
+            _ => self.running(),
+        };
+        match consumer.next_until(None) {
+            Got::Item(item) => Some(item),
+            Got::NotReady | Got::Finished => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let yielded = match &self.state {
+            State::Running(consumer) if consumer.done => return (0, Some(0)),
+            State::Running(consumer) => consumer.yielded as usize,
+            State::Idle { .. } => 0,
+            State::Failed => return (0, Some(0)),
+        };
+        let (low, high) = self.hint;
+        (
+            low.saturating_sub(yielded),
+            high.map(|high| high.saturating_sub(yielded)),
+        )
+    }
+}
+
+impl<I, F, R> ExactSizeIterator for LazyParMap<I, F, R>
+where
+    I: ExactSizeIterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+}
+
+impl<I, F, R> FusedIterator for LazyParMap<I, F, R>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+}
+
+#[cfg(feature = "stream")]
+impl<I, F, R> futures_core::Stream for LazyParMap<I, F, R>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    type Item = R;
+
+    /// Polls for the next result without blocking the thread: the task is woken when the
+    /// result is ready. Starts the adapter on the first poll.
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<R>> {
+        match self.get_mut().running().poll_next(cx.waker()) {
+            Some(item) => std::task::Poll::Ready(item),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        Iterator::size_hint(self)
+    }
+}
+
+// Nothing is ever pinned in place: the adapter is moved freely between polls.
+impl<I: Iterator, F, R> Unpin for LazyParMap<I, F, R> {}
+
+impl<I, F, R> fmt::Debug for LazyParMap<I, F, R>
+where
+    I: Iterator + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("LazyParMap");
+        match &self.state {
+            State::Idle { source, config, .. } => d
+                .field("source", source)
+                .field("buffer", &config.buffer)
+                .field("pool", &config.pool)
+                .field("ordered", &config.ordered)
+                .field("started", &false),
+            State::Running(consumer) => d
+                .field("buffer", &consumer.shared.cap)
+                .field("yielded", &consumer.yielded)
+                .field("held", &consumer.held())
+                .field("finished", &consumer.done)
+                .field("started", &true),
+            State::Failed => d.field("failed", &true),
+        };
+        d.finish_non_exhaustive()
+    }
+}

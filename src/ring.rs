@@ -1,0 +1,521 @@
+//! The slot ring: sequence-numbered slots, the lock, the two condition variables,
+//! backpressure and cancellation. This file is the whole protocol.
+//!
+//! # Counting
+//! The ring has `cap` item slots (`buffer(cap)`). The feeder counts `taken` (items it has
+//! claimed a slot for, a pull under way included); the consumer counts `yielded` (items
+//! `next()` has returned) and publishes it in an atomic after every item. The feeder may
+//! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
+//! never number more than `cap`. Items travel in *jobs*: a job is a run of consecutive
+//! items the feeder pulled while it held free slots; `slots` holds one entry per job, in
+//! order, and a job's results come back as one `Vec`.
+//!
+//! # Who waits on what, who wakes whom
+//! - The **consumer** waits on `consumer_cv` for the job at the head of `slots` (or, when
+//!   unordered, for any finished job). The runner that finishes *that* job wakes it; other
+//!   completions wake nobody.
+//! - The **feeder** waits on `feeder_cv` for `want` free slots. Before sleeping it stores
+//!   `wake_feeder_at` (the `yielded` count that frees them) and re-reads `yielded`; the
+//!   consumer stores `yielded` and then reads `wake_feeder_at`. Both are `SeqCst`, so one of
+//!   the two sees the other: no lost wake-up, and no lock on the consumer's path per item.
+//!   `want` is a whole job (hysteresis), with a timeout: if the consumer has not freed that
+//!   many slots in [`HYSTERESIS`], the feeder refills what is free and then waits for single
+//!   slots. So a consumer that pauses finds the ring refilled to exactly `cap` items.
+//! - **Cancel** (the adapter dropped, or a panic re-raised) sets `cancelled`, wakes the
+//!   feeder, and takes every finished result out to drop it outside the lock.
+//!
+//! No lock of ours is held while user code runs: `f`, the source's `next()`, a `Drop` of an
+//! item or a result, rayon's `spawn`, or a `Waker`.
+
+use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Injector, Mutex};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant};
+
+/// A panic payload, carried from the thread that caught it to the consumer.
+pub(crate) type Payload = Box<dyn Any + Send + 'static>;
+
+/// How long the feeder waits for a whole job's worth of free slots before it refills
+/// whatever is free.
+pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
+
+/// How long a consumer on a rayon worker blocks before it looks for pool work again.
+const HELP_POLL: Duration = Duration::from_millis(1);
+
+/// A run of consecutive items, handed from the feeder to the pool through the injector.
+pub(crate) struct Job<T> {
+    /// The job's index: its slot is `slots[index - first]`.
+    pub(crate) index: u64,
+    /// The sequence number of `items[0]`.
+    pub(crate) seq: u64,
+    /// The items, in source order.
+    pub(crate) items: Vec<T>,
+}
+
+/// The state of one job's slot.
+enum Slot<R> {
+    /// Dispatched; its results are not back yet.
+    Pending,
+    /// Finished: the results, and the panic that stopped the job, if `f` panicked.
+    Done(Batch<R>),
+}
+
+/// Results of one job: the values, then the panic of the item after the last value, if any.
+pub(crate) type Batch<R> = (Vec<R>, Option<Payload>);
+
+/// How the source ended, recorded by the feeder after its last job.
+pub(crate) enum End {
+    /// The source returned `None`, or the adapter stopped taking items.
+    Exhausted,
+    /// The source's `next()` panicked with this payload.
+    Panicked(Payload),
+}
+
+/// What the consumer gets from [`Shared::next_batch`].
+pub(crate) enum Next<R> {
+    /// The next job's results (ordered), or any finished job's (unordered).
+    Batch(Batch<R>),
+    /// No job is left and the feeder has ended.
+    End(End),
+    /// Nothing is ready and the deadline passed.
+    NotReady,
+}
+
+/// Everything behind the lock.
+struct Ring<R> {
+    /// Index of the job in `slots[0]`.
+    first: u64,
+    /// One entry per job not yet handed to the consumer, in order (ordered mode only).
+    slots: VecDeque<Slot<R>>,
+    /// Finished jobs in completion order (unordered mode only).
+    ready: VecDeque<Batch<R>>,
+    /// Jobs dispatched and not yet finished (unordered mode only).
+    outstanding: u64,
+    /// Set by the feeder once it will dispatch no more jobs.
+    end: Option<End>,
+    /// The consumer sleeps on `consumer_cv`, or its task waits on `waker`.
+    consumer_waits: bool,
+    /// The feeder sleeps on `feeder_cv`.
+    feeder_waits: bool,
+    /// The async consumer's waker, when it waits (`stream` feature).
+    #[cfg(feature = "stream")]
+    waker: Option<std::task::Waker>,
+}
+
+/// Cache-line padding, so the consumer's per-item counter does not share a line with
+/// fields other threads write.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
+pub(crate) struct Shared<T, R, F> {
+    /// The user's function.
+    f: F,
+    /// The number of item slots (`u64::MAX` when unbounded).
+    pub(crate) cap: u64,
+    /// Yield in input order (`true`) or in completion order.
+    ordered: bool,
+    /// A result that ends the stream after itself (the `Err` of the fallible form).
+    stop_when: fn(&R) -> bool,
+    /// Runners allowed at once: the pool's thread count.
+    pub(crate) max_runners: usize,
+    /// Items the consumer has returned; written by the consumer after every item.
+    yielded: Padded<AtomicU64>,
+    /// Items the feeder has taken (for `stats`); written by the feeder after every item.
+    pub(crate) taken: Padded<AtomicU64>,
+    /// The `yielded` count at which the waiting feeder wants a wake-up (`u64::MAX`: none).
+    /// Read by the consumer after every item, written rarely: a line of its own.
+    wake_feeder_at: Padded<AtomicU64>,
+    /// The adapter was dropped or has failed: take nothing more, skip work not started.
+    cancelled: AtomicBool,
+    /// Items after this sequence number are not wanted (a panic or an `Err` at it).
+    stop_at: AtomicU64,
+    /// Recent cost of `f` per item, in nanoseconds (0: not known yet); guides batching.
+    pub(crate) f_nanos: AtomicU64,
+    /// Time the feeder spent waiting for free slots, in nanoseconds (for `stats`).
+    pub(crate) feeder_wait_nanos: AtomicU64,
+    /// Runners currently draining `queue`.
+    runners: AtomicUsize,
+    /// Jobs dispatched and not yet started.
+    queue: Injector<Job<T>>,
+    /// The slots, the end, and who waits.
+    ring: Mutex<Ring<R>>,
+    /// The consumer waits here for results.
+    consumer_cv: Condvar,
+    /// The feeder waits here for free slots.
+    feeder_cv: Condvar,
+}
+
+impl<T, R, F> Shared<T, R, F> {
+    pub(crate) fn new(
+        f: F,
+        cap: u64,
+        ordered: bool,
+        stop_when: fn(&R) -> bool,
+        max_runners: usize,
+    ) -> Self {
+        Shared {
+            f,
+            cap,
+            ordered,
+            stop_when,
+            max_runners: max_runners.max(1),
+            yielded: Padded(AtomicU64::new(0)),
+            taken: Padded(AtomicU64::new(0)),
+            wake_feeder_at: Padded(AtomicU64::new(u64::MAX)),
+            cancelled: AtomicBool::new(false),
+            stop_at: AtomicU64::new(u64::MAX),
+            f_nanos: AtomicU64::new(0),
+            feeder_wait_nanos: AtomicU64::new(0),
+            runners: AtomicUsize::new(0),
+            queue: Injector::new(),
+            ring: Mutex::new(Ring {
+                first: 0,
+                slots: VecDeque::new(),
+                ready: VecDeque::new(),
+                outstanding: 0,
+                end: None,
+                consumer_waits: false,
+                feeder_waits: false,
+                #[cfg(feature = "stream")]
+                waker: None,
+            }),
+            consumer_cv: Condvar::default(),
+            feeder_cv: Condvar::default(),
+        }
+    }
+
+    // ---- the feeder's side ------------------------------------------------------------
+
+    /// Whether the feeder should stop taking items.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.cancelled.load(Relaxed) || self.stop_at.load(Relaxed) != u64::MAX
+    }
+
+    /// Free slots, given the feeder's `taken` count.
+    pub(crate) fn free_slots(&self, taken: u64) -> u64 {
+        let in_flight = taken - self.yielded.0.load(SeqCst);
+        self.cap - in_flight
+    }
+
+    /// Blocks the feeder until at least one slot is free, waiting for `want` of them while
+    /// the consumer keeps up (see the module doc). Returns `false` if the adapter was
+    /// cancelled or stopped meanwhile.
+    pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> bool {
+        let started = Instant::now();
+        let mut want = want.clamp(1, self.cap);
+        let mut ring = self.ring.lock();
+        let proceed = loop {
+            if self.is_stopped() {
+                break false;
+            }
+            let target = (taken + want).saturating_sub(self.cap);
+            self.wake_feeder_at.0.store(target, SeqCst);
+            if self.yielded.0.load(SeqCst) >= target {
+                break true;
+            }
+            ring.feeder_waits = true;
+            if want > 1 {
+                if self.feeder_cv.wait_for(&mut ring, HYSTERESIS) {
+                    // The consumer is slow or paused: refill what it freed, then follow it
+                    // slot by slot.
+                    want = 1;
+                }
+            } else {
+                self.feeder_cv.wait(&mut ring);
+            }
+        };
+        ring.feeder_waits = false;
+        self.wake_feeder_at.0.store(u64::MAX, SeqCst);
+        drop(ring);
+        let waited = started.elapsed().as_nanos() as u64;
+        self.feeder_wait_nanos.fetch_add(waited, Relaxed);
+        proceed
+    }
+
+    /// Gives a job to the pool: its slot first, so that its completion finds it, then the
+    /// injector. Returns `true` if the caller must start a runner.
+    pub(crate) fn dispatch(&self, job: Job<T>) -> bool {
+        {
+            let mut ring = self.ring.lock();
+            if self.ordered {
+                ring.slots.push_back(Slot::Pending);
+            } else {
+                ring.outstanding += 1;
+            }
+        }
+        self.queue.push(job);
+        // Pairs with the fence in `run_jobs`: either that runner sees this job, or we see
+        // that it has left and start another.
+        fence(SeqCst);
+        self.claim_runner()
+    }
+
+    /// Records how the source ended; the feeder dispatches nothing after this.
+    pub(crate) fn finish(&self, end: End) {
+        let mut ring = self.ring.lock();
+        ring.end = Some(end);
+        self.wake_consumer(ring);
+    }
+
+    fn claim_runner(&self) -> bool {
+        let mut running = self.runners.load(SeqCst);
+        loop {
+            if running >= self.max_runners {
+                return false;
+            }
+            match self
+                .runners
+                .compare_exchange(running, running + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => running = now,
+            }
+        }
+    }
+
+}
+
+// ---- the runners' side: the only code that calls `f` ----------------------------------
+impl<T, R, F> Shared<T, R, F>
+where
+    F: Fn(T) -> R,
+{
+    /// A runner's body, spawned on the pool: run jobs until the injector is empty. It never
+    /// unwinds (a panic escaping a rayon `spawn` aborts the process).
+    pub(crate) fn run_jobs(&self) {
+        loop {
+            while let Some(job) = self.queue.steal() {
+                self.run_job(job);
+            }
+            self.runners.fetch_sub(1, SeqCst);
+            fence(SeqCst);
+            if self.queue.is_empty() || !self.claim_runner() {
+                return;
+            }
+        }
+    }
+
+    /// Runs one job from the injector on the calling thread, if there is one.
+    pub(crate) fn run_one(&self) -> bool {
+        match self.queue.steal() {
+            Some(job) => {
+                self.run_job(job);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn run_job(&self, job: Job<T>) {
+        let Job { index, seq, items } = job;
+        let count = items.len() as u64;
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(items.len());
+        // Everything the user's code does, including dropping inputs, stays inside.
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let mut seq = seq;
+            for item in items {
+                if self.cancelled.load(Relaxed) || seq > self.stop_at.load(Relaxed) {
+                    break;
+                }
+                let result = (self.f)(item);
+                if (self.stop_when)(&result) {
+                    self.stop_at.fetch_min(seq, SeqCst);
+                }
+                out.push(result);
+                seq += 1;
+            }
+        }));
+        let panic = match caught {
+            Ok(()) => None,
+            Err(payload) => {
+                // Items after the panicking one are not wanted.
+                self.stop_at.fetch_min(seq + out.len() as u64, SeqCst);
+                Some(payload)
+            }
+        };
+        if count > 0 && !out.is_empty() {
+            let per_item = started.elapsed().as_nanos() as u64 / out.len() as u64;
+            let old = self.f_nanos.load(Relaxed);
+            let new = if old == 0 { per_item } else { (old * 3 + per_item) / 4 };
+            self.f_nanos.store(new.max(1), Relaxed);
+        }
+        if let Some(unwanted) = self.complete(index, (out, panic)) {
+            // Cancelled: drop the results here, outside the lock; a panicking `Drop` must
+            // not unwind into rayon.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(unwanted)));
+        }
+    }
+
+}
+
+impl<T, R, F> Shared<T, R, F> {
+    /// Stores a job's results; hands them back if the adapter was cancelled.
+    fn complete(&self, index: u64, batch: Batch<R>) -> Option<Batch<R>> {
+        let mut ring = self.ring.lock();
+        if self.cancelled.load(Relaxed) {
+            return Some(batch);
+        }
+        if self.ordered {
+            let at = (index - ring.first) as usize;
+            ring.slots[at] = Slot::Done(batch);
+            if at == 0 {
+                self.wake_consumer(ring);
+            }
+        } else {
+            ring.outstanding -= 1;
+            ring.ready.push_back(batch);
+            self.wake_consumer(ring);
+        }
+        None
+    }
+
+    /// Wakes the consumer if it waits, releasing the lock first.
+    fn wake_consumer(&self, mut ring: crate::sync::Guard<'_, Ring<R>>) {
+        if !ring.consumer_waits {
+            return;
+        }
+        ring.consumer_waits = false;
+        #[cfg(feature = "stream")]
+        let waker = ring.waker.take();
+        self.consumer_cv.notify_one();
+        drop(ring);
+        #[cfg(feature = "stream")]
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    // ---- the consumer's side ----------------------------------------------------------
+
+    /// Publishes that the consumer has returned `yielded` items, waking the feeder if it
+    /// waits for them. One `SeqCst` store and one load; no lock unless the feeder sleeps.
+    #[inline]
+    pub(crate) fn publish_yielded(&self, yielded: u64) {
+        self.yielded.0.store(yielded, SeqCst);
+        if yielded >= self.wake_feeder_at.0.load(SeqCst) {
+            self.wake_feeder();
+        }
+    }
+
+    #[cold]
+    fn wake_feeder(&self) {
+        let mut ring = self.ring.lock();
+        self.wake_feeder_at.0.store(u64::MAX, SeqCst);
+        if ring.feeder_waits {
+            ring.feeder_waits = false;
+            self.feeder_cv.notify_one();
+        }
+    }
+
+    /// Takes the next finished job without waiting.
+    fn try_take(&self, ring: &mut Ring<R>) -> Option<Next<R>> {
+        if self.ordered {
+            match ring.slots.front() {
+                Some(Slot::Done(_)) => {
+                    ring.first += 1;
+                    match ring.slots.pop_front() {
+                        Some(Slot::Done(batch)) => Some(Next::Batch(batch)),
+                        _ => unreachable!("the front slot was just seen done"),
+                    }
+                }
+                Some(Slot::Pending) => None,
+                None => ring.end.take().map(Next::End),
+            }
+        } else if let Some(batch) = ring.ready.pop_front() {
+            Some(Next::Batch(batch))
+        } else if ring.outstanding == 0 {
+            ring.end.take().map(Next::End)
+        } else {
+            None
+        }
+    }
+
+    /// The consumer's wait for the next batch, until `deadline` (`None`: no limit). On a
+    /// rayon worker thread (`on_worker`), it runs this adapter's queued jobs itself and
+    /// then the pool's other work (`rayon::yield_now`), and sleeps only in short spells,
+    /// so that a pool of one thread, or a nested adapter, still makes progress.
+    pub(crate) fn next_batch(&self, on_worker: bool, deadline: Option<Instant>) -> Next<R>
+    where
+        F: Fn(T) -> R,
+    {
+        loop {
+            let mut ring = self.ring.lock();
+            if let Some(next) = self.try_take(&mut ring) {
+                return next;
+            }
+            if on_worker {
+                drop(ring);
+                if self.run_one() || crate::pool::yield_now() {
+                    continue;
+                }
+                ring = self.ring.lock();
+                if let Some(next) = self.try_take(&mut ring) {
+                    return next;
+                }
+            }
+            let timeout = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Next::NotReady,
+                },
+                None => None,
+            };
+            let timeout = match (timeout, on_worker) {
+                (Some(left), true) => Some(left.min(HELP_POLL)),
+                (None, true) => Some(HELP_POLL),
+                (timeout, false) => timeout,
+            };
+            ring.consumer_waits = true;
+            match timeout {
+                Some(timeout) => {
+                    self.consumer_cv.wait_for(&mut ring, timeout);
+                }
+                None => self.consumer_cv.wait(&mut ring),
+            }
+            ring.consumer_waits = false;
+        }
+    }
+
+    /// The non-blocking take of an async consumer: on `None`, `waker` is woken when the
+    /// next batch may be ready.
+    #[cfg(feature = "stream")]
+    pub(crate) fn poll_batch(&self, waker: &std::task::Waker) -> Option<Next<R>> {
+        let mut ring = self.ring.lock();
+        if let Some(next) = self.try_take(&mut ring) {
+            return Some(next);
+        }
+        ring.consumer_waits = true;
+        match &mut ring.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Stops everything: the feeder takes no more items, runners skip work not started, and
+    /// finished results are dropped (here, outside the lock). Idempotent.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, SeqCst);
+        let (slots, ready) = {
+            let mut ring = self.ring.lock();
+            if ring.feeder_waits {
+                ring.feeder_waits = false;
+                self.feeder_cv.notify_one();
+            }
+            #[cfg(feature = "stream")]
+            ring.waker.take();
+            let first = ring.first + ring.slots.len() as u64;
+            ring.first = first;
+            (
+                std::mem::take(&mut ring.slots),
+                std::mem::take(&mut ring.ready),
+            )
+        };
+        drop(slots);
+        drop(ready);
+    }
+}
