@@ -138,7 +138,6 @@ where
         self.local = Vec::new().into_iter();
         self.shared.cancel();
     }
-
 }
 
 impl<T, R, F> Consumer<T, R, F> {

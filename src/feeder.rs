@@ -108,37 +108,39 @@ where
             if shared.is_stopped() {
                 break End::Exhausted;
             }
-            let free = shared.free_slots(taken);
-            if free == 0 {
-                let want = self.batching.next_size(shared);
-                if !shared.wait_for_slots(taken, want) {
-                    break End::Exhausted;
+            // Wait for a whole job's worth of free slots (or, if the consumer is slow, for
+            // whatever it frees within the ring's patience), then fill them all.
+            let size = self.batching.next_size(shared);
+            let mut free = shared.free_slots(taken);
+            if free < size {
+                match shared.wait_for_slots(taken, size) {
+                    Some(now_free) => free = now_free,
+                    None => break End::Exhausted,
                 }
-                continue;
             }
-            let size = self.batching.next_size(shared).min(free);
+            let size = size.min(free);
             let mut items = Vec::with_capacity(size as usize);
-            let mut end = None;
+            // The slots are claimed (counted in `taken`) before the pulls.
+            shared.taken.0.store(taken + size, Relaxed);
             let started = Instant::now();
-            while (items.len() as u64) < size {
-                // The slot is claimed (counted in `taken`) before the pull.
-                shared.taken.0.store(taken + 1, Relaxed);
-                match catch_unwind(AssertUnwindSafe(|| self.source.next())) {
-                    Ok(Some(item)) => {
-                        taken += 1;
-                        items.push(item);
+            let source = &mut self.source;
+            let end = match catch_unwind(AssertUnwindSafe(|| {
+                for _ in 0..size {
+                    match source.next() {
+                        Some(item) => items.push(item),
+                        None => return Some(End::Exhausted),
                     }
-                    Ok(None) => end = Some(End::Exhausted),
-                    Err(payload) => end = Some(End::Panicked(payload)),
+                    if shared.is_stopped() {
+                        break;
+                    }
                 }
-                if end.is_some() {
-                    shared.taken.0.store(taken, Relaxed);
-                    break;
-                }
-                if shared.is_stopped() {
-                    break;
-                }
-            }
+                None
+            })) {
+                Ok(end) => end,
+                Err(payload) => Some(End::Panicked(payload)),
+            };
+            taken += items.len() as u64;
+            shared.taken.0.store(taken, Relaxed);
             self.batching
                 .record_pulls(started.elapsed().as_nanos() as u64, items.len() as u64);
             if !items.is_empty() {

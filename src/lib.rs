@@ -49,15 +49,22 @@
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod adapter;
 mod consumer;
 mod feeder;
 mod map;
 mod pool;
 mod ring;
+mod scope;
 mod sync;
 mod try_map;
 
+#[cfg(lazy_par_map_loom)]
+#[doc(hidden)]
+pub mod loom_model;
+
 pub use map::{LazyParMap, NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
+pub use scope::{scope, Scope, ScopedLazyParMap};
 pub use try_map::TryLazyParMap;
 
 /// `use lazy_par_map::prelude::*;` brings the extension trait into scope.

@@ -1,13 +1,14 @@
 //! [`LazyParMap`]: configuration, the `Iterator` impl, and starting the feeder.
 
-use crate::consumer::{Consumer, Got};
+use crate::adapter::{Adapter, Config};
+use crate::consumer::Consumer;
 use crate::feeder::{Batching, Feeder};
 use crate::pool::Pool;
 use crate::ring::Shared;
 use crate::sync::Arc;
 use std::fmt;
 use std::iter::FusedIterator;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The number of slots when [`LazyParMap::buffer`] is not called.
 ///
@@ -27,33 +28,7 @@ pub struct LazyParMap<I, F, R>
 where
     I: Iterator,
 {
-    state: State<I, F, R>,
-    /// The source's `size_hint` when the adapter was built.
-    hint: (usize, Option<usize>),
-}
-
-enum State<I, F, R>
-where
-    I: Iterator,
-{
-    /// Configured, not started: the source and `f` are still here.
-    Idle {
-        source: I,
-        f: F,
-        config: Config<R>,
-    },
-    /// Started: the feeder owns the source; the pool's runners share `f`.
-    Running(Consumer<I::Item, R, F>),
-    /// Starting failed (the feeder thread could not be spawned).
-    Failed,
-}
-
-pub(crate) struct Config<R> {
-    /// Slots; `None` is unbounded.
-    pub(crate) buffer: Option<usize>,
-    pub(crate) pool: Pool,
-    pub(crate) ordered: bool,
-    pub(crate) stop_when: fn(&R) -> bool,
+    adapter: Adapter<I, F, R>,
 }
 
 /// Counts for tuning `buffer`, from [`LazyParMap::stats`].
@@ -114,10 +89,6 @@ impl fmt::Display for NextTimeoutError {
 impl std::error::Error for TryNextError {}
 impl std::error::Error for NextTimeoutError {}
 
-fn never_stop<R>(_: &R) -> bool {
-    false
-}
-
 impl<I, F, R> LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,
@@ -126,34 +97,13 @@ where
     R: Send + 'static,
 {
     pub(crate) fn new(source: I, f: F) -> Self {
-        Self::with_stop(source, f, never_stop::<R>)
+        Self::with_stop(source, f, None)
     }
 
-    pub(crate) fn with_stop(source: I, f: F, stop_when: fn(&R) -> bool) -> Self {
-        let hint = source.size_hint();
+    /// An adapter that ends after the first result for which `stop_when` is true.
+    pub(crate) fn with_stop(source: I, f: F, stop_when: Option<fn(&R) -> bool>) -> Self {
         LazyParMap {
-            state: State::Idle {
-                source,
-                f,
-                config: Config {
-                    buffer: Some(DEFAULT_BUFFER),
-                    pool: Pool::Global,
-                    ordered: true,
-                    stop_when,
-                },
-            },
-            hint,
-        }
-    }
-
-    #[track_caller]
-    fn config(&mut self, method: &str) -> &mut Config<R> {
-        match &mut self.state {
-            State::Idle { config, .. } => config,
-            _ => panic!(
-                "lazy_par_map: `{method}` called after the adapter started; \
-                 configure it before `start()` or the first `next()`"
-            ),
+            adapter: Adapter::new(source, f, stop_when),
         }
     }
 
@@ -183,7 +133,7 @@ where
             n != 0,
             "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
         );
-        self.config("buffer").buffer = Some(n);
+        self.adapter.config("buffer").buffer = Some(n);
         self
     }
 
@@ -202,7 +152,7 @@ where
     /// ```
     #[track_caller]
     pub fn unbounded(mut self) -> Self {
-        self.config("unbounded").buffer = None;
+        self.adapter.config("unbounded").buffer = None;
         self
     }
 
@@ -223,8 +173,8 @@ where
     /// assert!(names.iter().all(|index| index.is_some()));
     /// ```
     #[track_caller]
-    pub fn pool(mut self, pool: impl Into<Arc<rayon::ThreadPool>>) -> Self {
-        self.config("pool").pool = Pool::Custom(pool.into());
+    pub fn pool(mut self, pool: impl Into<std::sync::Arc<rayon::ThreadPool>>) -> Self {
+        self.adapter.config("pool").pool = Pool::Custom(pool.into());
         self
     }
 
@@ -245,7 +195,7 @@ where
     /// ```
     #[track_caller]
     pub fn unordered(mut self) -> Self {
-        self.config("unordered").ordered = false;
+        self.adapter.config("unordered").ordered = false;
         self
     }
 
@@ -261,24 +211,8 @@ where
     /// assert_eq!(pages.next(), Some(0));
     /// ```
     pub fn start(mut self) -> Self {
-        self.running();
+        self.adapter.running(launch);
         self
-    }
-
-    /// Starts the feeder if it has not started, and returns the consumer.
-    fn running(&mut self) -> &mut Consumer<I::Item, R, F> {
-        if let State::Idle { .. } = self.state {
-            let State::Idle { source, f, config } =
-                std::mem::replace(&mut self.state, State::Failed)
-            else {
-                unreachable!()
-            };
-            self.state = State::Running(launch(source, f, config));
-        }
-        match &mut self.state {
-            State::Running(consumer) => consumer,
-            _ => panic!("lazy_par_map: the adapter failed to start earlier"),
-        }
     }
 
     /// Returns the next result if it is ready, without waiting. Starts the adapter if it
@@ -307,11 +241,7 @@ where
     /// assert_eq!(got, [1, 2, 3]);
     /// ```
     pub fn try_next(&mut self) -> Result<R, TryNextError> {
-        match self.running().next_until(Some(Instant::now())) {
-            Got::Item(item) => Ok(item),
-            Got::NotReady => Err(TryNextError::NotReady),
-            Got::Finished => Err(TryNextError::Finished),
-        }
+        self.adapter.try_next(launch)
     }
 
     /// Waits at most `timeout` for the next result (the seed's `Executor.map(timeout=)`,
@@ -338,12 +268,7 @@ where
     /// assert_eq!(it.next_timeout(Duration::from_secs(60)), Err(NextTimeoutError::Finished));
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<R, NextTimeoutError> {
-        let deadline = Instant::now().checked_add(timeout);
-        match self.running().next_until(deadline) {
-            Got::Item(item) => Ok(item),
-            Got::NotReady => Err(NextTimeoutError::Timeout),
-            Got::Finished => Err(NextTimeoutError::Finished),
-        }
+        self.adapter.next_timeout(timeout, launch)
     }
 
     /// Counts for choosing `buffer`: items taken, returned and in flight, and how long the
@@ -359,33 +284,13 @@ where
     /// assert!(stats.in_flight <= 10);
     /// ```
     pub fn stats(&self) -> Stats {
-        match &self.state {
-            State::Running(consumer) => {
-                let shared = &consumer.shared;
-                let taken = shared.taken.0.load(std::sync::atomic::Ordering::Relaxed);
-                let yielded = consumer.yielded;
-                Stats {
-                    taken,
-                    yielded,
-                    in_flight: taken.saturating_sub(yielded),
-                    consumer_waited: consumer.waited,
-                    feeder_waited: Duration::from_nanos(
-                        shared
-                            .feeder_wait_nanos
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                    ),
-                }
-            }
-            _ => Stats::default(),
-        }
+        self.adapter.stats()
     }
 
     /// Ends the adapter early: the feeder takes no more items, work not started is skipped,
     /// results in flight are dropped. Used by the fallible form after its first `Err`.
     pub(crate) fn finish(&mut self) {
-        if let State::Running(consumer) = &mut self.state {
-            consumer.finish();
-        }
+        self.adapter.finish();
     }
 }
 
@@ -397,10 +302,9 @@ where
     F: Fn(I::Item) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let cap = config.buffer.map_or(u64::MAX, |n| n as u64);
     let shared = Arc::new(Shared::new(
         f,
-        cap,
+        config.cap(),
         config.ordered,
         config.stop_when,
         config.pool.num_threads(),
@@ -444,28 +348,11 @@ where
     /// then finished and returns `None`.
     #[inline]
     fn next(&mut self) -> Option<R> {
-        let consumer = match &mut self.state {
-            State::Running(consumer) => consumer,
-            _ => self.running(),
-        };
-        match consumer.next_until(None) {
-            Got::Item(item) => Some(item),
-            Got::NotReady | Got::Finished => None,
-        }
+        self.adapter.next(launch)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let yielded = match &self.state {
-            State::Running(consumer) if consumer.done => return (0, Some(0)),
-            State::Running(consumer) => consumer.yielded as usize,
-            State::Idle { .. } => 0,
-            State::Failed => return (0, Some(0)),
-        };
-        let (low, high) = self.hint;
-        (
-            low.saturating_sub(yielded),
-            high.map(|high| high.saturating_sub(yielded)),
-        )
+        self.adapter.size_hint()
     }
 }
 
@@ -503,10 +390,7 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<R>> {
-        match self.get_mut().running().poll_next(cx.waker()) {
-            Some(item) => std::task::Poll::Ready(item),
-            None => std::task::Poll::Pending,
-        }
+        self.get_mut().adapter.poll_next(cx.waker(), launch)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -522,22 +406,6 @@ where
     I: Iterator + fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("LazyParMap");
-        match &self.state {
-            State::Idle { source, config, .. } => d
-                .field("source", source)
-                .field("buffer", &config.buffer)
-                .field("pool", &config.pool)
-                .field("ordered", &config.ordered)
-                .field("started", &false),
-            State::Running(consumer) => d
-                .field("buffer", &consumer.shared.cap)
-                .field("yielded", &consumer.yielded)
-                .field("held", &consumer.held())
-                .field("finished", &consumer.done)
-                .field("started", &true),
-            State::Failed => d.field("failed", &true),
-        };
-        d.finish_non_exhaustive()
+        self.adapter.debug("LazyParMap", f)
     }
 }

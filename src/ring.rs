@@ -14,13 +14,19 @@
 //! - The **consumer** waits on `consumer_cv` for the job at the head of `slots` (or, when
 //!   unordered, for any finished job). The runner that finishes *that* job wakes it; other
 //!   completions wake nobody.
-//! - The **feeder** waits on `feeder_cv` for `want` free slots. Before sleeping it stores
-//!   `wake_feeder_at` (the `yielded` count that frees them) and re-reads `yielded`; the
-//!   consumer stores `yielded` and then reads `wake_feeder_at`. Both are `SeqCst`, so one of
-//!   the two sees the other: no lost wake-up, and no lock on the consumer's path per item.
-//!   `want` is a whole job (hysteresis), with a timeout: if the consumer has not freed that
-//!   many slots in [`HYSTERESIS`], the feeder refills what is free and then waits for single
-//!   slots. So a consumer that pauses finds the ring refilled to exactly `cap` items.
+//! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole job: hysteresis,
+//!   so a fast consumer wakes it once a job, not once an item). Under the lock it stores
+//!   `wake_feeder_at`, the `yielded` count that frees them, then re-reads `yielded`. The
+//!   consumer, after every item, stores `yielded` (`Release`: a plain store) and reads
+//!   `wake_feeder_at`; if it has reached it, it takes the lock and wakes the feeder. A
+//!   `SeqCst` store would close the store-load race for good, but costs 3 ns an item, as
+//!   much as a cheap `f`; the race is closed instead at the two places it can matter: the
+//!   consumer checks under the lock before it sleeps (so the two never sleep on each
+//!   other), and the feeder's sleep is always timed, with a patience that starts at
+//!   [`HYSTERESIS`] and doubles to [`MAX_PATIENCE`]. When a wait times out (the consumer
+//!   is slow, paused, or raced past), the feeder refills whatever is free and then follows
+//!   slot by slot. So a consumer that pauses finds the ring refilled to exactly `cap` items,
+//!   and a feeder with nothing to do wakes at most a few times a second.
 //! - **Cancel** (the adapter dropped, or a panic re-raised) sets `cancelled`, wakes the
 //!   feeder, and takes every finished result out to drop it outside the lock.
 //!
@@ -31,7 +37,7 @@ use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Injector, 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
 /// A panic payload, carried from the thread that caught it to the consumer.
@@ -40,6 +46,15 @@ pub(crate) type Payload = Box<dyn Any + Send + 'static>;
 /// How long the feeder waits for a whole job's worth of free slots before it refills
 /// whatever is free.
 pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
+
+/// The longest timed sleep of a feeder waiting for a free slot.
+const MAX_PATIENCE: Duration = Duration::from_millis(256);
+
+/// How many times a runner with an empty queue yields its thread before it exits.
+const RUNNER_LINGER: u32 = 8;
+
+/// How many times a consumer yields its thread, waiting for the next job, before it sleeps.
+const CONSUMER_SPIN: u32 = 4;
 
 /// How long a consumer on a rayon worker blocks before it looks for pool work again.
 const HELP_POLL: Duration = Duration::from_millis(1);
@@ -109,6 +124,14 @@ struct Ring<R> {
 #[repr(align(128))]
 pub(crate) struct Padded<T>(pub(crate) T);
 
+/// Whether work is still wanted.
+struct Flags {
+    /// The adapter was dropped or has failed: take nothing more, skip work not started.
+    cancelled: AtomicBool,
+    /// Items after this sequence number are not wanted (a panic or an `Err` at it).
+    stop_at: AtomicU64,
+}
+
 /// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
 pub(crate) struct Shared<T, R, F> {
     /// The user's function.
@@ -118,7 +141,7 @@ pub(crate) struct Shared<T, R, F> {
     /// Yield in input order (`true`) or in completion order.
     ordered: bool,
     /// A result that ends the stream after itself (the `Err` of the fallible form).
-    stop_when: fn(&R) -> bool,
+    stop_when: Option<fn(&R) -> bool>,
     /// Runners allowed at once: the pool's thread count.
     pub(crate) max_runners: usize,
     /// Items the consumer has returned; written by the consumer after every item.
@@ -128,14 +151,14 @@ pub(crate) struct Shared<T, R, F> {
     /// The `yielded` count at which the waiting feeder wants a wake-up (`u64::MAX`: none).
     /// Read by the consumer after every item, written rarely: a line of its own.
     wake_feeder_at: Padded<AtomicU64>,
-    /// The adapter was dropped or has failed: take nothing more, skip work not started.
-    cancelled: AtomicBool,
-    /// Items after this sequence number are not wanted (a panic or an `Err` at it).
-    stop_at: AtomicU64,
+    /// Read by the feeder and the runners after every item, written once: a line of its own.
+    flags: Padded<Flags>,
     /// Recent cost of `f` per item, in nanoseconds (0: not known yet); guides batching.
     pub(crate) f_nanos: AtomicU64,
     /// Time the feeder spent waiting for free slots, in nanoseconds (for `stats`).
     pub(crate) feeder_wait_nanos: AtomicU64,
+    /// The feeder has ended: no job will come.
+    feeder_done: AtomicBool,
     /// Runners currently draining `queue`.
     runners: AtomicUsize,
     /// Jobs dispatched and not yet started.
@@ -153,7 +176,7 @@ impl<T, R, F> Shared<T, R, F> {
         f: F,
         cap: u64,
         ordered: bool,
-        stop_when: fn(&R) -> bool,
+        stop_when: Option<fn(&R) -> bool>,
         max_runners: usize,
     ) -> Self {
         Shared {
@@ -165,10 +188,13 @@ impl<T, R, F> Shared<T, R, F> {
             yielded: Padded(AtomicU64::new(0)),
             taken: Padded(AtomicU64::new(0)),
             wake_feeder_at: Padded(AtomicU64::new(u64::MAX)),
-            cancelled: AtomicBool::new(false),
-            stop_at: AtomicU64::new(u64::MAX),
+            flags: Padded(Flags {
+                cancelled: AtomicBool::new(false),
+                stop_at: AtomicU64::new(u64::MAX),
+            }),
             f_nanos: AtomicU64::new(0),
             feeder_wait_nanos: AtomicU64::new(0),
+            feeder_done: AtomicBool::new(false),
             runners: AtomicUsize::new(0),
             queue: Injector::new(),
             ring: Mutex::new(Ring {
@@ -191,7 +217,7 @@ impl<T, R, F> Shared<T, R, F> {
 
     /// Whether the feeder should stop taking items.
     pub(crate) fn is_stopped(&self) -> bool {
-        self.cancelled.load(Relaxed) || self.stop_at.load(Relaxed) != u64::MAX
+        self.flags.0.cancelled.load(Relaxed) || self.flags.0.stop_at.load(Relaxed) != u64::MAX
     }
 
     /// Free slots, given the feeder's `taken` count.
@@ -200,31 +226,30 @@ impl<T, R, F> Shared<T, R, F> {
         self.cap - in_flight
     }
 
-    /// Blocks the feeder until at least one slot is free, waiting for `want` of them while
-    /// the consumer keeps up (see the module doc). Returns `false` if the adapter was
-    /// cancelled or stopped meanwhile.
-    pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> bool {
+    /// Blocks the feeder until `want` slots are free, or at least one if the consumer does
+    /// not free `want` within the feeder's patience (see the module doc). Returns the free
+    /// slots, or `None` if the adapter was cancelled or stopped meanwhile.
+    pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> Option<u64> {
         let started = Instant::now();
         let mut want = want.clamp(1, self.cap);
+        let mut patience = HYSTERESIS;
         let mut ring = self.ring.lock();
-        let proceed = loop {
+        let free = loop {
             if self.is_stopped() {
-                break false;
+                break None;
             }
             let target = (taken + want).saturating_sub(self.cap);
             self.wake_feeder_at.0.store(target, SeqCst);
-            if self.yielded.0.load(SeqCst) >= target {
-                break true;
+            let yielded = self.yielded.0.load(SeqCst);
+            if yielded >= target {
+                break Some(self.cap - (taken - yielded));
             }
             ring.feeder_waits = true;
-            if want > 1 {
-                if self.feeder_cv.wait_for(&mut ring, HYSTERESIS) {
-                    // The consumer is slow or paused: refill what it freed, then follow it
-                    // slot by slot.
-                    want = 1;
-                }
-            } else {
-                self.feeder_cv.wait(&mut ring);
+            if self.feeder_cv.wait_for(&mut ring, patience) {
+                // The consumer is slow or paused: refill what it freed, then follow it
+                // slot by slot.
+                want = 1;
+                patience = (patience * 2).min(MAX_PATIENCE);
             }
         };
         ring.feeder_waits = false;
@@ -232,7 +257,7 @@ impl<T, R, F> Shared<T, R, F> {
         drop(ring);
         let waited = started.elapsed().as_nanos() as u64;
         self.feeder_wait_nanos.fetch_add(waited, Relaxed);
-        proceed
+        free
     }
 
     /// Gives a job to the pool: its slot first, so that its completion finds it, then the
@@ -255,6 +280,7 @@ impl<T, R, F> Shared<T, R, F> {
 
     /// Records how the source ended; the feeder dispatches nothing after this.
     pub(crate) fn finish(&self, end: End) {
+        self.feeder_done.store(true, Relaxed);
         let mut ring = self.ring.lock();
         ring.end = Some(end);
         self.wake_consumer(ring);
@@ -275,7 +301,6 @@ impl<T, R, F> Shared<T, R, F> {
             }
         }
     }
-
 }
 
 // ---- the runners' side: the only code that calls `f` ----------------------------------
@@ -287,7 +312,7 @@ where
     /// unwinds (a panic escaping a rayon `spawn` aborts the process).
     pub(crate) fn run_jobs(&self) {
         loop {
-            while let Some(job) = self.queue.steal() {
+            while let Some(job) = self.next_job() {
                 self.run_job(job);
             }
             self.runners.fetch_sub(1, SeqCst);
@@ -296,6 +321,22 @@ where
                 return;
             }
         }
+    }
+
+    /// The next job for a runner. When the queue is empty the runner lingers a little
+    /// (yielding its thread to whoever is runnable) before it gives up, because a stream
+    /// of cheap jobs would otherwise cost a rayon `spawn` and a wake-up per job.
+    fn next_job(&self) -> Option<Job<T>> {
+        for _ in 0..RUNNER_LINGER {
+            if let Some(job) = self.queue.steal() {
+                return Some(job);
+            }
+            if self.is_stopped() || self.feeder_done.load(Relaxed) {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+        self.queue.steal()
     }
 
     /// Runs one job from the injector on the calling thread, if there is one.
@@ -318,12 +359,13 @@ where
         let caught = catch_unwind(AssertUnwindSafe(|| {
             let mut seq = seq;
             for item in items {
-                if self.cancelled.load(Relaxed) || seq > self.stop_at.load(Relaxed) {
+                if self.flags.0.cancelled.load(Relaxed) || seq > self.flags.0.stop_at.load(Relaxed)
+                {
                     break;
                 }
                 let result = (self.f)(item);
-                if (self.stop_when)(&result) {
-                    self.stop_at.fetch_min(seq, SeqCst);
+                if self.stop_when.is_some_and(|stop| stop(&result)) {
+                    self.flags.0.stop_at.fetch_min(seq, SeqCst);
                 }
                 out.push(result);
                 seq += 1;
@@ -333,14 +375,21 @@ where
             Ok(()) => None,
             Err(payload) => {
                 // Items after the panicking one are not wanted.
-                self.stop_at.fetch_min(seq + out.len() as u64, SeqCst);
+                self.flags
+                    .0
+                    .stop_at
+                    .fetch_min(seq + out.len() as u64, SeqCst);
                 Some(payload)
             }
         };
         if count > 0 && !out.is_empty() {
             let per_item = started.elapsed().as_nanos() as u64 / out.len() as u64;
             let old = self.f_nanos.load(Relaxed);
-            let new = if old == 0 { per_item } else { (old * 3 + per_item) / 4 };
+            let new = if old == 0 {
+                per_item
+            } else {
+                (old * 3 + per_item) / 4
+            };
             self.f_nanos.store(new.max(1), Relaxed);
         }
         if let Some(unwanted) = self.complete(index, (out, panic)) {
@@ -349,14 +398,13 @@ where
             let _ = catch_unwind(AssertUnwindSafe(move || drop(unwanted)));
         }
     }
-
 }
 
 impl<T, R, F> Shared<T, R, F> {
     /// Stores a job's results; hands them back if the adapter was cancelled.
     fn complete(&self, index: u64, batch: Batch<R>) -> Option<Batch<R>> {
         let mut ring = self.ring.lock();
-        if self.cancelled.load(Relaxed) {
+        if self.flags.0.cancelled.load(Relaxed) {
             return Some(batch);
         }
         if self.ordered {
@@ -392,12 +440,23 @@ impl<T, R, F> Shared<T, R, F> {
     // ---- the consumer's side ----------------------------------------------------------
 
     /// Publishes that the consumer has returned `yielded` items, waking the feeder if it
-    /// waits for them. One `SeqCst` store and one load; no lock unless the feeder sleeps.
+    /// waits for them. A plain store and a load; no lock unless the feeder sleeps.
     #[inline]
     pub(crate) fn publish_yielded(&self, yielded: u64) {
-        self.yielded.0.store(yielded, SeqCst);
-        if yielded >= self.wake_feeder_at.0.load(SeqCst) {
+        self.yielded.0.store(yielded, Release);
+        if yielded >= self.wake_feeder_at.0.load(Relaxed) {
             self.wake_feeder();
+        }
+    }
+
+    /// Called with the lock held before the consumer sleeps: if the feeder sleeps on slots
+    /// the consumer has freed (the store-load race in the module doc), wake it now, so the
+    /// two never sleep on each other.
+    fn nudge_feeder(&self, ring: &mut Ring<R>) {
+        if ring.feeder_waits && self.yielded.0.load(Relaxed) >= self.wake_feeder_at.0.load(SeqCst) {
+            ring.feeder_waits = false;
+            self.wake_feeder_at.0.store(u64::MAX, SeqCst);
+            self.feeder_cv.notify_one();
         }
     }
 
@@ -442,12 +501,23 @@ impl<T, R, F> Shared<T, R, F> {
     where
         F: Fn(T) -> R,
     {
+        let mut spins = 0;
         loop {
             let mut ring = self.ring.lock();
             if let Some(next) = self.try_take(&mut ring) {
                 return next;
             }
-            if on_worker {
+            if !on_worker && spins < CONSUMER_SPIN && deadline.is_none() {
+                // A job is usually a few microseconds from done: yield rather than sleep.
+                spins += 1;
+                self.nudge_feeder(&mut ring);
+                drop(ring);
+                std::thread::yield_now();
+                continue;
+            }
+            // `try_next` (a deadline already past) never runs a job; `next_timeout` may
+            // overrun its deadline by one job.
+            if on_worker && deadline.is_none_or(|deadline| Instant::now() < deadline) {
                 drop(ring);
                 if self.run_one() || crate::pool::yield_now() {
                     continue;
@@ -469,6 +539,7 @@ impl<T, R, F> Shared<T, R, F> {
                 (None, true) => Some(HELP_POLL),
                 (timeout, false) => timeout,
             };
+            self.nudge_feeder(&mut ring);
             ring.consumer_waits = true;
             match timeout {
                 Some(timeout) => {
@@ -488,6 +559,7 @@ impl<T, R, F> Shared<T, R, F> {
         if let Some(next) = self.try_take(&mut ring) {
             return Some(next);
         }
+        self.nudge_feeder(&mut ring);
         ring.consumer_waits = true;
         match &mut ring.waker {
             Some(w) if w.will_wake(waker) => {}
@@ -499,7 +571,7 @@ impl<T, R, F> Shared<T, R, F> {
     /// Stops everything: the feeder takes no more items, runners skip work not started, and
     /// finished results are dropped (here, outside the lock). Idempotent.
     pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, SeqCst);
+        self.flags.0.cancelled.store(true, SeqCst);
         let (slots, ready) = {
             let mut ring = self.ring.lock();
             if ring.feeder_waits {

@@ -27,7 +27,7 @@ where
 {
     pub(crate) fn new(source: I, f: F) -> Self {
         TryLazyParMap {
-            inner: LazyParMap::with_stop(source, f, Result::is_err),
+            inner: LazyParMap::with_stop(source, f, Some(Result::is_err)),
             failed: false,
         }
     }
@@ -128,7 +128,10 @@ where
         self.inner.stats()
     }
 
-    fn with(self, configure: impl FnOnce(LazyParMap<I, F, Result<T, E>>) -> LazyParMap<I, F, Result<T, E>>) -> Self {
+    fn with(
+        self,
+        configure: impl FnOnce(LazyParMap<I, F, Result<T, E>>) -> LazyParMap<I, F, Result<T, E>>,
+    ) -> Self {
         TryLazyParMap {
             inner: configure(self.inner),
             failed: self.failed,

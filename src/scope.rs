@@ -1,0 +1,385 @@
+//! Scoped adapters: the source, the items and `f` may borrow from the caller's stack.
+//!
+//! Soundness comes from two standard scopes, not from any `Drop`: the feeder threads are
+//! `std::thread::scope` threads and the jobs are `rayon::in_place_scope` jobs, so both are
+//! joined before [`scope`] returns, whatever the caller did with its adapters (dropped,
+//! leaked with `mem::forget`, or still half-consumed). For liveness, [`scope`] cancels
+//! every adapter made in it once its closure returns or unwinds, so that a forgotten
+//! adapter's feeder stops waiting for a consumer that will never come.
+
+use crate::adapter::{Adapter, Config};
+use crate::consumer::Consumer;
+use crate::feeder::{Batching, Feeder};
+use crate::map::{NextTimeoutError, Stats, TryNextError};
+use crate::ring::Shared;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Something [`scope`] can stop at its end.
+trait Cancel: Send + Sync {
+    fn cancel(&self);
+}
+
+impl<T: Send, R: Send, F: Send + Sync> Cancel for Shared<T, R, F> {
+    fn cancel(&self) {
+        Shared::cancel(self);
+    }
+}
+
+/// Spawns a feeder thread in a `std::thread::Scope`, with the scope's own lifetimes
+/// erased so that [`Scope`] needs only two.
+trait SpawnThread<'scope> {
+    fn spawn_thread(&'scope self, body: Box<dyn FnOnce() + Send + 'scope>);
+}
+
+impl<'scope, 'local> SpawnThread<'scope> for std::thread::Scope<'scope, 'local> {
+    fn spawn_thread(&'scope self, body: Box<dyn FnOnce() + Send + 'scope>) {
+        std::thread::Builder::new()
+            .name("lazy-par-map-feeder".into())
+            .spawn_scoped(self, body)
+            .expect("lazy_par_map: could not spawn the feeder thread");
+    }
+}
+
+/// The adapters made in one scope, cancelled when it ends.
+type Registry<'env> = Mutex<Vec<Weak<dyn Cancel + 'env>>>;
+
+/// Cancels every adapter of the scope when dropped (at the end of the closure, or while
+/// it unwinds).
+struct CancelAll<'a, 'env>(&'a Registry<'env>);
+
+impl Drop for CancelAll<'_, '_> {
+    fn drop(&mut self) {
+        let adapters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for adapter in adapters.iter().filter_map(Weak::upgrade) {
+            adapter.cancel();
+        }
+    }
+}
+
+/// Runs `f` with a [`Scope`] in which adapters may borrow non-`'static` data, and returns
+/// its result once every feeder thread and job of those adapters has finished.
+///
+/// `f` runs on the calling thread. Jobs run on the current rayon pool (the pool of the
+/// calling thread if it is a worker, else the global pool). When `f` returns, adapters
+/// still alive are cancelled as if dropped. A feeder blocked inside the source's `next()`
+/// delays the return until that call returns.
+///
+/// # Examples
+/// ```
+/// use std::sync::Mutex;
+/// let words = vec![String::from("apple"), String::from("kiwi"), String::from("fig")];
+/// let seen = Mutex::new(0);                      // a `&mut` counter, through a Mutex
+/// let lens: Vec<usize> = lazy_par_map::scope(|s| {
+///     s.lazy_par_map(words.iter(), |w| {        // borrows `words` and `seen`
+///         *seen.lock().unwrap() += 1;
+///         w.len()
+///     })
+///     .buffer(2)
+///     .collect()
+/// });
+/// assert_eq!(lens, [5, 4, 3]);
+/// assert_eq!(seen.into_inner().unwrap(), 3);
+/// ```
+///
+/// An adapter cannot leave its scope, so no borrow outlives it:
+/// ```compile_fail
+/// let v = vec![1, 2, 3];
+/// let escaped = lazy_par_map::scope(|s| s.lazy_par_map(v.iter(), |x| *x));
+/// ```
+pub fn scope<'env, T>(f: impl for<'scope> FnOnce(&Scope<'scope, 'env>) -> T) -> T {
+    let registry: Registry<'env> = Mutex::new(Vec::new());
+    let threads = rayon::current_num_threads();
+    rayon::in_place_scope(|pool| {
+        std::thread::scope(|spawner| {
+            let _cancel_all = CancelAll(&registry);
+            f(&Scope {
+                pool,
+                spawner,
+                registry: &registry,
+                threads,
+            })
+        })
+    })
+}
+
+/// A scope for adapters that borrow; see [`scope`].
+#[derive(Clone, Copy)]
+pub struct Scope<'scope, 'env: 'scope> {
+    /// Where the jobs run.
+    pool: &'scope rayon::Scope<'env>,
+    /// Where the feeder threads run.
+    spawner: &'scope (dyn SpawnThread<'scope> + Sync),
+    /// The adapters made here.
+    registry: &'scope Registry<'env>,
+    /// The pool's thread count.
+    threads: usize,
+}
+
+impl fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'scope, 'env> Scope<'scope, 'env> {
+    /// Like [`LazyParMapExt::lazy_par_map`](crate::LazyParMapExt::lazy_par_map), for a
+    /// source, items, `f` and results that may borrow from outside the scope.
+    ///
+    /// # Examples
+    /// ```
+    /// let data = vec![1, 2, 3];
+    /// let offset = 10;
+    /// let out: Vec<i32> = lazy_par_map::scope(|s| {
+    ///     s.lazy_par_map(data.iter(), |x| x + offset).collect()
+    /// });
+    /// assert_eq!(out, [11, 12, 13]);
+    /// ```
+    pub fn lazy_par_map<I, F, R>(&self, source: I, f: F) -> ScopedLazyParMap<'scope, 'env, I, F, R>
+    where
+        I: Iterator + Send + 'env,
+        I::Item: Send + 'env,
+        F: Fn(I::Item) -> R + Send + Sync + 'env,
+        R: Send + 'env,
+    {
+        ScopedLazyParMap {
+            adapter: Adapter::new(source, f, None),
+            scope: *self,
+        }
+    }
+
+    /// Builds the shared state, registers it with the scope and spawns the feeder.
+    fn launch<I, F, R>(
+        self,
+    ) -> impl FnOnce(I, F, Config<R>) -> Consumer<I::Item, R, F> + use<'scope, 'env, I, F, R>
+    where
+        I: Iterator + Send + 'env,
+        I::Item: Send + 'env,
+        F: Fn(I::Item) -> R + Send + Sync + 'env,
+        R: Send + 'env,
+    {
+        move |source, f, config| {
+            let shared = Arc::new(Shared::new(
+                f,
+                config.cap(),
+                config.ordered,
+                config.stop_when,
+                self.threads,
+            ));
+            {
+                let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                if registry.len() >= 64 && registry.len().is_power_of_two() {
+                    registry.retain(|adapter| adapter.strong_count() > 0);
+                }
+                let erased: Arc<dyn Cancel + 'env> = shared.clone();
+                registry.push(Arc::downgrade(&erased));
+            }
+            let feeder = Feeder {
+                source,
+                shared: Arc::clone(&shared),
+                batching: Batching::adaptive(),
+            };
+            let pool = self.pool;
+            self.spawner.spawn_thread(Box::new(move || {
+                feeder.run(|shared| pool.spawn(move |_| shared.run_jobs()));
+            }));
+            Consumer::new(shared)
+        }
+    }
+}
+
+/// A [`LazyParMap`](crate::LazyParMap) whose source, items and `f` may borrow; made by
+/// [`Scope::lazy_par_map`]. Same contract, same configuration, except that it runs on
+/// the scope's pool (there is no `pool` method).
+#[must_use = "iterator adaptors are lazy and do nothing unless consumed"]
+pub struct ScopedLazyParMap<'scope, 'env, I, F, R>
+where
+    I: Iterator,
+{
+    adapter: Adapter<I, F, R>,
+    scope: Scope<'scope, 'env>,
+}
+
+impl<'scope, 'env, I, F, R> ScopedLazyParMap<'scope, 'env, I, F, R>
+where
+    I: Iterator + Send + 'env,
+    I::Item: Send + 'env,
+    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    R: Send + 'env,
+{
+    /// Sets the number of slots; see [`LazyParMap::buffer`](crate::LazyParMap::buffer).
+    ///
+    /// # Panics
+    /// If `n` is 0, or if the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = vec![1, 2, 3];
+    /// let n = lazy_par_map::scope(|s| s.lazy_par_map(v.iter(), |x| *x).buffer(1).count());
+    /// assert_eq!(n, 3);
+    /// ```
+    #[track_caller]
+    pub fn buffer(mut self, n: usize) -> Self {
+        assert!(
+            n != 0,
+            "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
+        );
+        self.adapter.config("buffer").buffer = Some(n);
+        self
+    }
+
+    /// Removes the bound; see [`LazyParMap::unbounded`](crate::LazyParMap::unbounded).
+    ///
+    /// # Panics
+    /// If the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = vec![1, 2, 3];
+    /// let n = lazy_par_map::scope(|s| s.lazy_par_map(v.iter(), |x| *x).unbounded().count());
+    /// assert_eq!(n, 3);
+    /// ```
+    #[track_caller]
+    pub fn unbounded(mut self) -> Self {
+        self.adapter.config("unbounded").buffer = None;
+        self
+    }
+
+    /// Yields results in completion order; see
+    /// [`LazyParMap::unordered`](crate::LazyParMap::unordered).
+    ///
+    /// # Panics
+    /// If the adapter has already started.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = vec![3, 1, 2];
+    /// let sum: i32 = lazy_par_map::scope(|s| s.lazy_par_map(v.iter(), |x| *x).unordered().sum());
+    /// assert_eq!(sum, 6);
+    /// ```
+    #[track_caller]
+    pub fn unordered(mut self) -> Self {
+        self.adapter.config("unordered").ordered = false;
+        self
+    }
+
+    /// Begins the work now; see [`LazyParMap::start`](crate::LazyParMap::start).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = vec![1, 2];
+    /// lazy_par_map::scope(|s| {
+    ///     let mut it = s.lazy_par_map(v.iter(), |x| x * 2).start();
+    ///     assert_eq!(it.next(), Some(2));
+    /// });
+    /// ```
+    pub fn start(mut self) -> Self {
+        self.adapter.running(self.scope.launch());
+        self
+    }
+
+    /// The next result if ready; see [`LazyParMap::try_next`](crate::LazyParMap::try_next).
+    ///
+    /// # Errors
+    /// [`TryNextError::NotReady`] or [`TryNextError::Finished`].
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::TryNextError;
+    /// let v = vec![1];
+    /// lazy_par_map::scope(|s| {
+    ///     let mut it = s.lazy_par_map(v.iter(), |x| *x);
+    ///     while it.try_next() == Err(TryNextError::NotReady) {}
+    ///     assert_eq!(it.try_next(), Err(TryNextError::Finished));
+    /// });
+    /// ```
+    pub fn try_next(&mut self) -> Result<R, TryNextError> {
+        self.adapter.try_next(self.scope.launch())
+    }
+
+    /// The next result, waiting at most `timeout`; see
+    /// [`LazyParMap::next_timeout`](crate::LazyParMap::next_timeout).
+    ///
+    /// # Errors
+    /// [`NextTimeoutError::Timeout`] or [`NextTimeoutError::Finished`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let v = vec![7];
+    /// lazy_par_map::scope(|s| {
+    ///     let mut it = s.lazy_par_map(v.iter(), |x| *x);
+    ///     assert_eq!(it.next_timeout(Duration::from_secs(60)), Ok(7));
+    /// });
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<R, NextTimeoutError> {
+        self.adapter.next_timeout(timeout, self.scope.launch())
+    }
+
+    /// Counts for tuning; see [`LazyParMap::stats`](crate::LazyParMap::stats).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = vec![1, 2];
+    /// lazy_par_map::scope(|s| {
+    ///     let mut it = s.lazy_par_map(v.iter(), |x| *x);
+    ///     it.next();
+    ///     assert_eq!(it.stats().yielded, 1);
+    /// });
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.adapter.stats()
+    }
+}
+
+impl<'scope, 'env, I, F, R> Iterator for ScopedLazyParMap<'scope, 'env, I, F, R>
+where
+    I: Iterator + Send + 'env,
+    I::Item: Send + 'env,
+    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    R: Send + 'env,
+{
+    type Item = R;
+
+    /// The next result in input order; panics as
+    /// [`LazyParMap`](crate::LazyParMap)'s `next` does.
+    #[inline]
+    fn next(&mut self) -> Option<R> {
+        self.adapter.next(self.scope.launch())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.adapter.size_hint()
+    }
+}
+
+impl<'scope, 'env, I, F, R> ExactSizeIterator for ScopedLazyParMap<'scope, 'env, I, F, R>
+where
+    I: ExactSizeIterator + Send + 'env,
+    I::Item: Send + 'env,
+    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    R: Send + 'env,
+{
+}
+
+impl<'scope, 'env, I, F, R> FusedIterator for ScopedLazyParMap<'scope, 'env, I, F, R>
+where
+    I: Iterator + Send + 'env,
+    I::Item: Send + 'env,
+    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    R: Send + 'env,
+{
+}
+
+impl<I, F, R> fmt::Debug for ScopedLazyParMap<'_, '_, I, F, R>
+where
+    I: Iterator + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.adapter.debug("ScopedLazyParMap", f)
+    }
+}
