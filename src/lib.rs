@@ -55,6 +55,8 @@ mod feeder;
 mod map;
 mod pool;
 mod ring;
+// The scoped form shares std `Arc`s with `dyn` and `Weak`, which loom's `Arc` lacks.
+#[cfg(not(lazy_par_map_loom))]
 mod scope;
 mod sync;
 mod try_map;
@@ -64,8 +66,14 @@ mod try_map;
 pub mod loom_model;
 
 pub use map::{LazyParMap, NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
+#[cfg(not(lazy_par_map_loom))]
 pub use scope::{scope, Scope, ScopedLazyParMap};
 pub use try_map::TryLazyParMap;
+
+/// The README's examples, run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 /// `use lazy_par_map::prelude::*;` brings the extension trait into scope.
 pub mod prelude {

@@ -357,18 +357,16 @@ where
         let mut out = Vec::with_capacity(items.len());
         // Everything the user's code does, including dropping inputs, stays inside.
         let caught = catch_unwind(AssertUnwindSafe(|| {
-            let mut seq = seq;
-            for item in items {
-                if self.flags.0.cancelled.load(Relaxed) || seq > self.flags.0.stop_at.load(Relaxed)
-                {
+            for (seq, item) in (seq..).zip(items) {
+                let flags = &self.flags.0;
+                if flags.cancelled.load(Relaxed) || seq > flags.stop_at.load(Relaxed) {
                     break;
                 }
                 let result = (self.f)(item);
                 if self.stop_when.is_some_and(|stop| stop(&result)) {
-                    self.flags.0.stop_at.fetch_min(seq, SeqCst);
+                    flags.stop_at.fetch_min(seq, SeqCst);
                 }
                 out.push(result);
-                seq += 1;
             }
         }));
         let panic = match caught {
