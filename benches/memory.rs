@@ -1,0 +1,182 @@
+//! Memory: `lazy_par_map` holds at most `buffer` items, however long the source.
+//!
+//! Each case runs in a child process (this binary, re-run with `LPM_BENCH_MEMORY_CHILD`
+//! set), because the peak resident set, `VmHWM` in `/proc/self/status`, is per process and
+//! never goes down. The child maps `items` items, each a 1 KiB `Vec<u8>` made by the source
+//! and returned (modified) by `f`, consumes them, and reports its `VmHWM`. The same
+//! contender over 10,000,000 items and over 10,000 items must peak within 1 MiB of each
+//! other (`bounded` in the summary): the extra items only pass through the buffer.
+//! `lpm-tuned` (16384 slots) is compared with 100,000 items instead of 10,000, so that its
+//! small case fills its buffer too; `seq` is the floor.
+//!
+//! `cargo bench --bench memory`; the summary is merged into `target/bench-summary.jsonl`.
+
+mod common;
+
+use common::{json_line, Json};
+use lazy_par_map::prelude::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CHILD_ENV: &str = "LPM_BENCH_MEMORY_CHILD";
+const ITEM_BYTES: usize = 1024;
+/// Peaks further apart than this are not "the same".
+const SLACK_KIB: u64 = 1024;
+
+/// `VmHWM` and `VmRSS` in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The child: run one case and print `hwm_kib rss_kib before_kib elapsed_ns checksum`.
+fn child(spec: &str) {
+    let (contender, items) = spec.split_once(':').expect("contender:items");
+    let items: u64 = items.parse().expect("items");
+    // Start the global pool before the baseline, so it is not counted as growth.
+    rayon::broadcast(|_| ());
+    let (before, _) = rss_kib();
+    let source = (0..items).map(|i| vec![i as u8; ITEM_BYTES]);
+    let f = |mut v: Vec<u8>| {
+        v[0] = v[0].wrapping_add(1);
+        v
+    };
+    let fold = |acc: u64, v: Vec<u8>| acc.wrapping_add(u64::from(v[0]) + v.len() as u64);
+    let start = Instant::now();
+    let checksum = match contender {
+        "seq" => source.map(f).fold(0, fold),
+        "lpm-default" => source.lazy_par_map(f).fold(0, fold),
+        "lpm-tuned" => source
+            .lazy_par_map(f)
+            .buffer(common::TUNED_BUFFER)
+            .fold(0, fold),
+        other => panic!("unknown contender {other}"),
+    };
+    let elapsed = start.elapsed();
+    let (hwm, rss) = rss_kib();
+    println!("{hwm} {rss} {before} {} {checksum}", elapsed.as_nanos());
+}
+
+struct Case {
+    contender: &'static str,
+    items: u64,
+    hwm_kib: u64,
+    before_kib: u64,
+    elapsed: Duration,
+}
+
+fn spawn_case(contender: &'static str, items: u64) -> Case {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .env(CHILD_ENV, format!("{contender}:{items}"))
+        .output()
+        .expect("run the child");
+    assert!(
+        out.status.success(),
+        "memory child {contender}:{items} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<u64> = text
+        .split_whitespace()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    let expected: u64 = (0..items)
+        .map(|i| u64::from((i as u8).wrapping_add(1)) + ITEM_BYTES as u64)
+        .fold(0, u64::wrapping_add);
+    assert_eq!(
+        fields[4], expected,
+        "WRONG OUTPUT: memory {contender}:{items}"
+    );
+    Case {
+        contender,
+        items,
+        hwm_kib: fields[0],
+        before_kib: fields[2],
+        elapsed: Duration::from_nanos(fields[3]),
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    let small = 10_000;
+    let large = common::scaled(10_000_000, 100_000);
+    let machine = common::machine();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("== memory summary ({machine}; child process per case, VmHWM) ==");
+    println!(
+        "{:<12} {:>10} {:>12} {:>12} {:>12} {:>10}  bounded",
+        "contender", "items", "peak", "baseline", "peak-base", "time"
+    );
+    let mut lines = Vec::new();
+    let mut unbounded = false;
+    for contender in ["seq", "lpm-default", "lpm-tuned"] {
+        let small = if contender == "lpm-tuned" {
+            10 * small
+        } else {
+            small
+        };
+        let cases = [spawn_case(contender, small), spawn_case(contender, large)];
+        let growth = cases[1].hwm_kib as i64 - cases[0].hwm_kib as i64;
+        let bounded = growth.unsigned_abs() <= SLACK_KIB;
+        unbounded |= !bounded && contender == "lpm-default";
+        for (case, label) in cases.iter().zip(["small", "large"]) {
+            println!(
+                "{:<12} {:>10} {:>8} KiB {:>8} KiB {:>8} KiB {:>10}  {}",
+                case.contender,
+                case.items,
+                case.hwm_kib,
+                case.before_kib,
+                case.hwm_kib.saturating_sub(case.before_kib),
+                common::fmt_duration(case.elapsed),
+                if label == "large" {
+                    format!("{bounded} (large - small peak = {growth} KiB)")
+                } else {
+                    String::new()
+                }
+            );
+            lines.push(json_line(&[
+                ("key", format!("memory/{contender}/{label}").into()),
+                ("bench", "memory".into()),
+                ("workload", "memory".into()),
+                ("contender", contender.into()),
+                ("case", label.into()),
+                ("items", case.items.into()),
+                ("item_bytes", ITEM_BYTES.into()),
+                ("peak_rss_kib", case.hwm_kib.into()),
+                ("baseline_rss_kib", case.before_kib.into()),
+                ("growth_vs_small_kib", Json::Num(growth as f64)),
+                ("bounded", bounded.into()),
+                ("median_ns", (case.elapsed.as_nanos() as u64).into()),
+                ("quick", common::quick().into()),
+                ("machine", machine.as_str().into()),
+                ("command", command.as_str().into()),
+                ("run_at", common::unix_time().into()),
+            ]));
+        }
+    }
+    if common::test_mode() {
+        println!("(test mode: no JSON written)");
+    } else {
+        match common::merge_json_lines("bench-summary.jsonl", &lines) {
+            Ok(path) => println!("wrote {}", path.display()),
+            Err(e) => eprintln!("could not write the summary: {e}"),
+        }
+    }
+    if unbounded {
+        eprintln!("lpm-default's peak grew with the input by more than {SLACK_KIB} KiB");
+        std::process::exit(1);
+    }
+}
