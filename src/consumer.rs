@@ -121,7 +121,7 @@ where
             if self.done {
                 return Some(None);
             }
-            let next = self.shared.poll_batch(waker)?;
+            let next = self.shared.poll_batch(waker, pool::on_worker())?;
             match self.accept(next) {
                 Some(Got::Item(item)) => return Some(Some(item)),
                 Some(Got::Finished) => return Some(None),

@@ -108,6 +108,9 @@ where
             if shared.is_stopped() {
                 break End::Exhausted;
             }
+            if index == 2 * shared.max_runners as u64 && shared.f_nanos.load(Relaxed) == 0 {
+                shared.await_first_cost();
+            }
             // Wait for a whole job's worth of free slots (or, if the consumer is slow, for
             // whatever it frees within the ring's patience), then fill them all.
             let size = self.batching.next_size(shared);

@@ -21,8 +21,9 @@
 //! - **Bound.** Let `taken` be the items pulled from the source (a pull under way counts)
 //!   and `returned` the items `next()` has returned. At every moment
 //!   `taken - returned <= n`. The feeder refills every free slot: once the consumer pauses
-//!   after `c` items, `taken = c + n` (unless the source ends first), settling within a
-//!   millisecond. In a pipeline of `k` stages each with `buffer(n)`, the stage `j` from the
+//!   after `c` items, `taken = c + n` (unless the source ends first). It settles within
+//!   about a millisecond; in a rare store-load race (see `ring.rs`) the last slot freed
+//!   before the pause may take up to 256 ms to be refilled. In a pipeline of `k` stages each with `buffer(n)`, the stage `j` from the
 //!   end has called its `f` `c + j*n` times.
 //! - **No blocking on the source.** A slow source is read on the feeder thread only; the
 //!   first result is ready when `f` of the first item is done.
@@ -35,14 +36,18 @@
 //!   started is skipped, results that finish later are dropped, and the feeder thread ends.
 //! - **rayon threads.** The adapter may be consumed on a worker of the very pool it maps on,
 //!   even a pool of one thread, or inside the `f` of another adapter: a consumer on a worker
-//!   runs its own queued jobs, then other pool work (`rayon::yield_now`), instead of
-//!   blocking.
+//!   (`next()`, or a `Stream` polled there) runs its own queued jobs, then other pool work
+//!   (`rayon::yield_now`), instead of blocking. As with any rayon call that waits, that
+//!   work may include another call of your `f` on the same thread: do not hold a lock
+//!   across `next()` that `f` also takes. `try_next` and `next_timeout` never run a job
+//!   (a job could overrun their deadline), so on a pool whose every thread polls that way,
+//!   nothing progresses: use `next()` there.
 //! - **No lock held across user code**: `f`, the source, a `Drop` of items or results, and
 //!   rayon's `spawn` all run with no lock of ours held.
 //!
 //! # What it costs
 //! One OS thread per started adapter (the feeder; it ends when the source ends or the
-//! adapter is dropped), one `SeqCst` store per item returned, and per *job* (a run of items
+//! adapter is dropped), one plain atomic store per item returned, and per *job* (a run of items
 //! handed to the pool together) a lock, an allocation and, when someone waits, a wake-up.
 //! Jobs are one item long while `f` or the source is slow, and grow to about 200 µs of
 //! work when both are fast, never past the free slots.

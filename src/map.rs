@@ -245,7 +245,9 @@ where
     }
 
     /// Waits at most `timeout` for the next result (the seed's `Executor.map(timeout=)`,
-    /// except that a timeout does not end the adapter: call again to keep waiting).
+    /// except that a timeout does not end the adapter: call again to keep waiting). Unlike
+    /// `next()`, it never runs a job on the calling thread, even on a rayon worker, so it
+    /// never overruns `timeout` (see the crate docs on rayon threads).
     ///
     /// # Errors
     /// [`NextTimeoutError::Timeout`] if no result came within `timeout`,

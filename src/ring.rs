@@ -159,6 +159,8 @@ pub(crate) struct Shared<T, R, F> {
     pub(crate) feeder_wait_nanos: AtomicU64,
     /// The feeder has ended: no job will come.
     feeder_done: AtomicBool,
+    /// A consumer on a rayon worker waits and can run jobs: wake it for each new job.
+    helper_waits: AtomicBool,
     /// Runners currently draining `queue`.
     runners: AtomicUsize,
     /// Jobs dispatched and not yet started.
@@ -195,6 +197,7 @@ impl<T, R, F> Shared<T, R, F> {
             f_nanos: AtomicU64::new(0),
             feeder_wait_nanos: AtomicU64::new(0),
             feeder_done: AtomicBool::new(false),
+            helper_waits: AtomicBool::new(false),
             runners: AtomicUsize::new(0),
             queue: Injector::new(),
             ring: Mutex::new(Ring {
@@ -260,6 +263,20 @@ impl<T, R, F> Shared<T, R, F> {
         free
     }
 
+    /// While `f`'s cost is unknown, the feeder sends one item per job; a ring of thousands
+    /// of such jobs would cost the feeder (and the cores that run the first items) more
+    /// than the items themselves. So once every thread has work, the feeder waits for the
+    /// first job's measure, at most [`HYSTERESIS`]; with a slow `f` it then goes on filling
+    /// the ring one item per job, with a fast one in batches.
+    pub(crate) fn await_first_cost(&self) {
+        let mut ring = self.ring.lock();
+        if self.f_nanos.load(Relaxed) == 0 && !self.is_stopped() {
+            ring.feeder_waits = true;
+            self.feeder_cv.wait_for(&mut ring, HYSTERESIS);
+            ring.feeder_waits = false;
+        }
+    }
+
     /// Gives a job to the pool: its slot first, so that its completion finds it, then the
     /// injector. Returns `true` if the caller must start a runner.
     pub(crate) fn dispatch(&self, job: Job<T>) -> bool {
@@ -273,8 +290,12 @@ impl<T, R, F> Shared<T, R, F> {
         }
         self.queue.push(job);
         // Pairs with the fence in `run_jobs`: either that runner sees this job, or we see
-        // that it has left and start another.
+        // that it has left and start another. Likewise with a consumer that waits on a
+        // rayon worker (`helper_waits`): it sees the job, or we wake it to run the job.
         fence(SeqCst);
+        if self.helper_waits.load(SeqCst) {
+            self.wake_consumer(self.ring.lock());
+        }
         self.claim_runner()
     }
 
@@ -389,6 +410,10 @@ where
                 (old * 3 + per_item) / 4
             };
             self.f_nanos.store(new.max(1), Relaxed);
+            if old == 0 {
+                // The feeder may be waiting for this first measure (`await_first_cost`).
+                self.wake_feeder();
+            }
         }
         if let Some(unwanted) = self.complete(index, (out, panic)) {
             // Cancelled: drop the results here, outside the lock; a panicking `Drop` must
@@ -513,9 +538,10 @@ impl<T, R, F> Shared<T, R, F> {
                 std::thread::yield_now();
                 continue;
             }
-            // `try_next` (a deadline already past) never runs a job; `next_timeout` may
-            // overrun its deadline by one job.
-            if on_worker && deadline.is_none_or(|deadline| Instant::now() < deadline) {
+            // Waits with a deadline (`try_next`, `next_timeout`) never run a job: a job could
+            // overrun the deadline by any amount.
+            let helps = on_worker && deadline.is_none();
+            if helps {
                 drop(ring);
                 if self.run_one() || crate::pool::yield_now() {
                     continue;
@@ -523,6 +549,9 @@ impl<T, R, F> Shared<T, R, F> {
                 ring = self.ring.lock();
                 if let Some(next) = self.try_take(&mut ring) {
                     return next;
+                }
+                if !self.announce_helper() {
+                    continue;
                 }
             }
             let timeout = match deadline {
@@ -546,16 +575,50 @@ impl<T, R, F> Shared<T, R, F> {
                 None => self.consumer_cv.wait(&mut ring),
             }
             ring.consumer_waits = false;
+            self.helper_waits.store(false, Relaxed);
         }
     }
 
-    /// The non-blocking take of an async consumer: on `None`, `waker` is woken when the
-    /// next batch may be ready.
+    /// A consumer on a rayon worker is about to wait: from now on the feeder wakes it for
+    /// every new job, which it can run itself. Returns `false` if a job came in meanwhile.
+    fn announce_helper(&self) -> bool {
+        self.helper_waits.store(true, SeqCst);
+        if self.queue.is_empty() {
+            true
+        } else {
+            self.helper_waits.store(false, Relaxed);
+            false
+        }
+    }
+
+    /// The take of an async consumer: on `None`, `waker` is woken when the next batch may
+    /// be ready. On a rayon worker (a blocking executor there) it first runs this adapter's
+    /// queued jobs, as `next()` does, so a pool of one thread still makes progress.
     #[cfg(feature = "stream")]
-    pub(crate) fn poll_batch(&self, waker: &std::task::Waker) -> Option<Next<R>> {
+    pub(crate) fn poll_batch(&self, waker: &std::task::Waker, on_worker: bool) -> Option<Next<R>>
+    where
+        F: Fn(T) -> R,
+    {
         let mut ring = self.ring.lock();
-        if let Some(next) = self.try_take(&mut ring) {
-            return Some(next);
+        loop {
+            if let Some(next) = self.try_take(&mut ring) {
+                return Some(next);
+            }
+            if !on_worker {
+                break;
+            }
+            drop(ring);
+            self.helper_waits.store(false, Relaxed);
+            let ran = self.run_one();
+            ring = self.ring.lock();
+            if !ran {
+                if let Some(next) = self.try_take(&mut ring) {
+                    return Some(next);
+                }
+                if self.announce_helper() {
+                    break;
+                }
+            }
         }
         self.nudge_feeder(&mut ring);
         ring.consumer_waits = true;
