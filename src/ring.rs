@@ -50,11 +50,15 @@ pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
 /// The longest timed sleep of a feeder waiting for a free slot.
 const MAX_PATIENCE: Duration = Duration::from_millis(256);
 
-/// How many times a runner with an empty queue yields its thread before it exits.
-const RUNNER_LINGER: u32 = 8;
+/// How many times a runner with an empty queue yields its thread before it exits. Measured
+/// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
+/// 22 ns an item, 16 gave 4.7 ns, 32 and 64 no better. When the stream has really ended it
+/// costs a few microseconds of yielding.
+const RUNNER_LINGER: u32 = 16;
 
-/// How many times a consumer yields its thread, waiting for the next job, before it sleeps.
-const CONSUMER_SPIN: u32 = 4;
+/// How many times a consumer yields its thread, waiting for the next job, before it sleeps
+/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns).
+const CONSUMER_SPIN: u32 = 8;
 
 /// How long a consumer on a rayon worker blocks before it looks for pool work again.
 const HELP_POLL: Duration = Duration::from_millis(1);
