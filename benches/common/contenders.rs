@@ -27,6 +27,15 @@ pub enum Contender {
     ParBridge,
     /// [`naive`]: a feeder thread, one `spawn` and one-shot channel per item.
     Naive,
+    /// `iter.lazy_par_map(f).unordered()` (or `.buffer(job.buffer)` when the workload fixes
+    /// a buffer): results in completion order, the same bound.
+    LpmUnordered,
+    /// `iter.lazy_par_map(f).buffer(4 * threads)`: a buffer small enough that a slow item
+    /// holds back the ordered output (head-of-line blocking). The scaling bench calls it
+    /// `lpm-4xthreads`.
+    LpmSmall,
+    /// `iter.lazy_par_map(f).buffer(4 * threads).unordered()`.
+    LpmSmallUnordered,
 }
 
 impl Contender {
@@ -47,11 +56,23 @@ impl Contender {
             Contender::Pariter => "pariter",
             Contender::ParBridge => "par_bridge",
             Contender::Naive => "naive",
+            Contender::LpmUnordered => "lpm-unordered",
+            Contender::LpmSmall => "lpm-small-buffer",
+            Contender::LpmSmallUnordered => "lpm-small-unordered",
         }
     }
 
+    /// Whether the output must be in input order (else only the multiset is checked).
     pub fn ordered(self) -> bool {
-        self != Contender::ParBridge
+        !matches!(
+            self,
+            Contender::ParBridge | Contender::LpmUnordered | Contender::LpmSmallUnordered
+        )
+    }
+
+    /// The buffer of [`Contender::LpmSmall`] and [`Contender::LpmSmallUnordered`].
+    pub fn small_buffer(threads: usize) -> usize {
+        4 * threads
     }
 }
 
@@ -218,14 +239,24 @@ where
     let source = (job.source)();
     match contender {
         Contender::Seq => drain(start, source.map(f), job.take),
-        Contender::LpmDefault | Contender::LpmTuned => {
+        Contender::LpmDefault
+        | Contender::LpmTuned
+        | Contender::LpmUnordered
+        | Contender::LpmSmall
+        | Contender::LpmSmallUnordered => {
             let mut it = source.lazy_par_map(f);
             let buffer = match contender {
                 Contender::LpmTuned => Some(TUNED_BUFFER),
+                Contender::LpmSmall | Contender::LpmSmallUnordered => {
+                    Some(Contender::small_buffer(threads))
+                }
                 _ => job.buffer,
             };
             if let Some(buffer) = buffer {
                 it = it.buffer(buffer);
+            }
+            if !contender.ordered() {
+                it = it.unordered();
             }
             if let Some(pool) = pool {
                 it = it.pool(Arc::clone(pool));

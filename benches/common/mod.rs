@@ -2,9 +2,9 @@
 //! summary (a table on stdout and JSON lines under `target/`).
 //!
 //! Every contender maps the same items with the same `f`, and every output is folded into
-//! a [`Check`]: ordered contenders must match `seq`'s exactly, `par_bridge` (unordered)
-//! must match its count and sum. A mismatch is printed at once and makes the bench exit 1
-//! after the summary is written.
+//! a [`Check`]: ordered contenders must match `seq`'s exactly, unordered ones (`par_bridge`,
+//! `lpm-unordered`, `lpm-small-unordered`) must match its count and sum. A mismatch is
+//! printed at once and makes the bench exit 1 after the summary is written.
 // Each bench binary uses a subset of this module and its re-exports.
 #![allow(dead_code, unused_imports)]
 

@@ -225,7 +225,7 @@ impl Summary {
             if quick { "; LPM_BENCH_QUICK" } else { "" }
         );
         println!(
-            "{:<10} {:<12} {:>7} {:>10} {:>11} {:>12} {:>8} {:>6}  note",
+            "{:<10} {:<19} {:>7} {:>10} {:>11} {:>12} {:>8} {:>6}  note",
             "workload", "contender", "threads", "items", "median", "items/s", "vs seq", "eff"
         );
         let mut lines = Vec::new();
@@ -257,7 +257,7 @@ impl Summary {
                 note = format!("slow drop (max {}); {note}", fmt_duration(row.max_drop));
             }
             println!(
-                "{:<10} {:<12} {:>7} {:>10} {:>11} {:>12} {:>8} {:>6}  {}",
+                "{:<10} {:<19} {:>7} {:>10} {:>11} {:>12} {:>8} {:>6}  {}",
                 row.workload,
                 row.contender,
                 row.threads,
