@@ -158,7 +158,7 @@ where
                 break end;
             }
         };
-        shared.finish(end);
+        shared.finish(end, index);
         // The source is dropped here, on the feeder thread, after the consumer can see the end.
     }
 }

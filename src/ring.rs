@@ -8,7 +8,9 @@
 //! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
 //! never number more than `cap`. Items travel in *jobs*: a job is a run of consecutive
 //! items the feeder pulled while it held free slots; `slots` holds one entry per job, in
-//! order, and a job's results come back as one `Vec`.
+//! order, and a job's results come back as one `Vec`. The feeder hands jobs over through a
+//! lock-free injector; a completion grows `slots` up to its own index, and the feeder's
+//! final `end` says how many jobs there were, so dispatching takes no lock.
 //!
 //! # Who waits on what, who wakes whom
 //! - The **consumer** waits on `consumer_cv` for the job at the head of `slots` (or, when
@@ -54,11 +56,18 @@ const MAX_PATIENCE: Duration = Duration::from_millis(256);
 /// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
 /// 22 ns an item, 16 gave 4.7 ns, 32 and 64 no better. When the stream has really ended it
 /// costs a few microseconds of yielding.
+#[cfg(not(lazy_par_map_loom))]
 const RUNNER_LINGER: u32 = 16;
+/// Under loom the linger is a bounded spin that only multiplies the interleavings.
+#[cfg(lazy_par_map_loom)]
+const RUNNER_LINGER: u32 = 0;
 
 /// How many times a consumer yields its thread, waiting for the next job, before it sleeps
 /// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns).
+#[cfg(not(lazy_par_map_loom))]
 const CONSUMER_SPIN: u32 = 8;
+#[cfg(lazy_par_map_loom)]
+const CONSUMER_SPIN: u32 = 0;
 
 /// How long a consumer on a rayon worker blocks before it looks for pool work again.
 const HELP_POLL: Duration = Duration::from_millis(1);
@@ -104,16 +113,16 @@ pub(crate) enum Next<R> {
 
 /// Everything behind the lock.
 struct Ring<R> {
-    /// Index of the job in `slots[0]`.
+    /// Jobs handed to the consumer so far; in ordered mode, the index of `slots[0]`.
     first: u64,
-    /// One entry per job not yet handed to the consumer, in order (ordered mode only).
+    /// Jobs from `first` on, in order, up to the last one finished (ordered mode only).
+    /// A completion grows it with `Pending` entries, so dispatching takes no lock.
     slots: VecDeque<Slot<R>>,
     /// Finished jobs in completion order (unordered mode only).
     ready: VecDeque<Batch<R>>,
-    /// Jobs dispatched and not yet finished (unordered mode only).
-    outstanding: u64,
-    /// Set by the feeder once it will dispatch no more jobs.
-    end: Option<End>,
+    /// Set by the feeder once it will dispatch no more jobs: how the source ended, and
+    /// how many jobs there were.
+    end: Option<(End, u64)>,
     /// The consumer sleeps on `consumer_cv`, or its task waits on `waker`.
     consumer_waits: bool,
     /// The feeder sleeps on `feeder_cv`.
@@ -208,7 +217,6 @@ impl<T, R, F> Shared<T, R, F> {
                 first: 0,
                 slots: VecDeque::new(),
                 ready: VecDeque::new(),
-                outstanding: 0,
                 end: None,
                 consumer_waits: false,
                 feeder_waits: false,
@@ -281,17 +289,9 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Gives a job to the pool: its slot first, so that its completion finds it, then the
-    /// injector. Returns `true` if the caller must start a runner.
+    /// Gives a job to the pool, through the injector; no lock. Returns `true` if the caller
+    /// must start a runner.
     pub(crate) fn dispatch(&self, job: Job<T>) -> bool {
-        {
-            let mut ring = self.ring.lock();
-            if self.ordered {
-                ring.slots.push_back(Slot::Pending);
-            } else {
-                ring.outstanding += 1;
-            }
-        }
         self.queue.push(job);
         // Pairs with the fence in `run_jobs`: either that runner sees this job, or we see
         // that it has left and start another. Likewise with a consumer that waits on a
@@ -303,11 +303,11 @@ impl<T, R, F> Shared<T, R, F> {
         self.claim_runner()
     }
 
-    /// Records how the source ended; the feeder dispatches nothing after this.
-    pub(crate) fn finish(&self, end: End) {
+    /// Records how the source ended, after `jobs` jobs; the feeder dispatches nothing more.
+    pub(crate) fn finish(&self, end: End, jobs: u64) {
         self.feeder_done.store(true, Relaxed);
         let mut ring = self.ring.lock();
-        ring.end = Some(end);
+        ring.end = Some((end, jobs));
         self.wake_consumer(ring);
     }
 
@@ -405,6 +405,7 @@ where
                 Some(payload)
             }
         };
+        let mut first_measure = false;
         if count > 0 && !out.is_empty() {
             let per_item = started.elapsed().as_nanos() as u64 / out.len() as u64;
             let old = self.f_nanos.load(Relaxed);
@@ -414,15 +415,17 @@ where
                 (old * 3 + per_item) / 4
             };
             self.f_nanos.store(new.max(1), Relaxed);
-            if old == 0 {
-                // The feeder may be waiting for this first measure (`await_first_cost`).
-                self.wake_feeder();
-            }
+            first_measure = old == 0;
         }
         if let Some(unwanted) = self.complete(index, (out, panic)) {
             // Cancelled: drop the results here, outside the lock; a panicking `Drop` must
             // not unwind into rayon.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(unwanted)));
+        }
+        if first_measure {
+            // The feeder may be waiting for this first measure (`await_first_cost`); the
+            // consumer, woken by `complete`, goes first.
+            self.wake_feeder();
         }
     }
 }
@@ -436,12 +439,14 @@ impl<T, R, F> Shared<T, R, F> {
         }
         if self.ordered {
             let at = (index - ring.first) as usize;
+            if at >= ring.slots.len() {
+                ring.slots.resize_with(at + 1, || Slot::Pending);
+            }
             ring.slots[at] = Slot::Done(batch);
             if at == 0 {
                 self.wake_consumer(ring);
             }
         } else {
-            ring.outstanding -= 1;
             ring.ready.push_back(batch);
             self.wake_consumer(ring);
         }
@@ -499,24 +504,24 @@ impl<T, R, F> Shared<T, R, F> {
 
     /// Takes the next finished job without waiting.
     fn try_take(&self, ring: &mut Ring<R>) -> Option<Next<R>> {
-        if self.ordered {
+        let batch = if self.ordered {
             match ring.slots.front() {
-                Some(Slot::Done(_)) => {
-                    ring.first += 1;
-                    match ring.slots.pop_front() {
-                        Some(Slot::Done(batch)) => Some(Next::Batch(batch)),
-                        _ => unreachable!("the front slot was just seen done"),
-                    }
-                }
-                Some(Slot::Pending) => None,
-                None => ring.end.take().map(Next::End),
+                Some(Slot::Done(_)) => match ring.slots.pop_front() {
+                    Some(Slot::Done(batch)) => Some(batch),
+                    _ => unreachable!("the front slot was just seen done"),
+                },
+                _ => None,
             }
-        } else if let Some(batch) = ring.ready.pop_front() {
-            Some(Next::Batch(batch))
-        } else if ring.outstanding == 0 {
-            ring.end.take().map(Next::End)
         } else {
-            None
+            ring.ready.pop_front()
+        };
+        if let Some(batch) = batch {
+            ring.first += 1;
+            return Some(Next::Batch(batch));
+        }
+        match ring.end {
+            Some((_, jobs)) if ring.first == jobs => ring.end.take().map(|(end, _)| Next::End(end)),
+            _ => None,
         }
     }
 
