@@ -4,7 +4,7 @@
 use crate::pool;
 use crate::ring::{Batch, End, Next, Payload, Shared};
 use crate::sync::Arc;
-use std::panic::resume_unwind;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// What one attempt to get an item gave.
@@ -149,6 +149,15 @@ impl<T, R, F> Consumer<T, R, F> {
 
 impl<T, R, F> Drop for Consumer<T, R, F> {
     fn drop(&mut self) {
-        self.shared.cancel();
+        if std::thread::panicking() {
+            // The consumer is unwinding: a result's `Drop` that panicked now would abort
+            // the process, so each drop here keeps its panic to itself.
+            let local = std::mem::replace(&mut self.local, Vec::new().into_iter());
+            let shared = &self.shared;
+            let _ = catch_unwind(AssertUnwindSafe(|| shared.cancel()));
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(local)));
+        } else {
+            self.shared.cancel();
+        }
     }
 }

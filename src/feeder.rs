@@ -128,13 +128,14 @@ where
             let started = Instant::now();
             let source = &mut self.source;
             let end = match catch_unwind(AssertUnwindSafe(|| {
+                // Checked before every pull: after a drop, at most the pull under way.
                 for _ in 0..size {
+                    if shared.is_stopped() {
+                        break;
+                    }
                     match source.next() {
                         Some(item) => items.push(item),
                         None => return Some(End::Exhausted),
-                    }
-                    if shared.is_stopped() {
-                        break;
                     }
                 }
                 None

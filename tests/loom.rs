@@ -1,0 +1,404 @@
+//! Every interleaving (up to the preemption bound) of the real protocol: the feeder, the ring
+//! and the consumer from `src/`, run by `lazy_par_map::loom_model` on loom threads instead
+//! of an OS thread and rayon's workers.
+//!
+//! ```text
+//! RUSTFLAGS="--cfg lazy_par_map_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//!     cargo test --test loom --release -- --nocapture
+//! ```
+//! Each model prints how many interleavings it explored. Without `LOOM_MAX_PREEMPTIONS` the
+//! bound is 2. Models are kept to 2-3 items and 1-2 slots. Under loom `ring.rs` sets the
+//! runners' linger and the consumer's spin to zero: those bounded spins only multiplied the
+//! interleavings (by 10 to 100) without adding states of the protocol.
+//!
+//! What is not modelled:
+//! - **Time.** loom's `Condvar::wait_timeout` never times out, so under loom every timed
+//!   wait of `sync.rs` is a plain wait: the feeder's hysteresis (waiting at most
+//!   `HYSTERESIS` for a whole job of free slots, then refilling what is free) is not
+//!   explored, and neither is any wake-up that only a timeout would deliver. A model that
+//!   passes therefore shows that no wake-up is lost even without the timeouts.
+//! - **rayon.** Runners are loom threads; the consumer is never on a worker, so the
+//!   helping path (`run_one`, `rayon::yield_now`) is left to `tests/stress.rs`.
+//! - **`SeqCst` accesses** are `AcqRel` in loom (its README); `fence(SeqCst)` is exact. The
+//!   feeder's wake-up does not lean on them: the consumer publishes with a `Release` store
+//!   and a `Relaxed` load, and the race is closed by its check under the lock before it
+//!   sleeps (`nudge_feeder`). With that check removed, `bound_holds_at_every_pull_cap_1`
+//!   reports the lost wake-up as a deadlock.
+#![cfg(lazy_par_map_loom)]
+
+use lazy_par_map::loom_model::{start, Config};
+use loom::sync::atomic::{AtomicBool, AtomicUsize};
+use loom::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Instant;
+
+/// Runs `model` under loom and prints how many interleavings it explored.
+fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
+    quiet_model_panics();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&runs);
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = builder.preemption_bound.or(Some(2));
+    let started = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, SeqCst);
+        model();
+    });
+    println!(
+        "loom model {name}: {} interleavings in {:.1?} (preemption bound {:?})",
+        runs.load(SeqCst),
+        started.elapsed(),
+        builder.preemption_bound,
+    );
+}
+
+/// The panics the models raise on purpose start with this; the hook keeps them quiet.
+const MODEL_PANIC: &str = "model:";
+
+fn quiet_model_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if !message.is_some_and(|m| m.starts_with(MODEL_PANIC)) {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn config(cap: u64, max_runners: usize, batch: u64) -> Config {
+    Config {
+        cap,
+        ordered: true,
+        max_runners,
+        batch,
+    }
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<not a string>")
+}
+
+/// An item that counts its drops.
+struct Tracked {
+    value: u32,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// A source of `n` tracked items that counts its pulls.
+fn tracked_source(
+    n: u32,
+    pulls: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+) -> impl Iterator<Item = Tracked> + Send + 'static {
+    (0..n).map(move |value| {
+        pulls.fetch_add(1, SeqCst);
+        Tracked {
+            value,
+            drops: Arc::clone(&drops),
+        }
+    })
+}
+
+// ---- order and backpressure --------------------------------------------------------------
+
+#[test]
+fn full_ring_blocks_feeder_until_consumer_takes() {
+    check("full_ring_blocks_feeder_until_consumer_takes", || {
+        let run = start(0..3u32, |x| x * 10, config(1, 1, 1));
+        let mut run = run;
+        let got: Vec<u32> = run.by_ref().collect();
+        assert_eq!(got, [0, 10, 20]);
+        run.join();
+    });
+}
+
+#[test]
+fn full_ring_with_two_runners() {
+    check("full_ring_with_two_runners", || {
+        let mut run = start(0..3u32, |x| x + 1, config(1, 2, 1));
+        let got: Vec<u32> = run.by_ref().collect();
+        assert_eq!(got, [1, 2, 3]);
+        run.join();
+    });
+}
+
+#[test]
+fn out_of_order_completion_is_yielded_in_order() {
+    check("out_of_order_completion_is_yielded_in_order", || {
+        let mut run = start(0..3u32, |x| x * 2, config(2, 2, 1));
+        let got: Vec<u32> = run.by_ref().collect();
+        assert_eq!(got, [0, 2, 4]);
+        run.join();
+    });
+}
+
+#[test]
+fn jobs_of_two_items_keep_order() {
+    check("jobs_of_two_items_keep_order", || {
+        let mut run = start(0..3u32, |x| x, config(2, 2, 2));
+        let got: Vec<u32> = run.by_ref().collect();
+        assert_eq!(got, [0, 1, 2]);
+        run.join();
+    });
+}
+
+#[test]
+fn unordered_yields_every_item_once() {
+    check("unordered_yields_every_item_once", || {
+        let config = Config {
+            ordered: false,
+            ..config(2, 2, 1)
+        };
+        let mut run = start(0..3u32, |x| x, config);
+        let mut got: Vec<u32> = run.by_ref().collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        run.join();
+    });
+}
+
+// ---- the bound -------------------------------------------------------------------------
+
+/// At each pull, `taken - returned <= cap`, where `returned` counts the `next()` calls that
+/// have returned. A `next()` under way may already have freed its slot (it publishes before
+/// it returns), so while the consumer is inside `next()` the check allows that one item.
+fn bound_model(items: u32, cap: u64, max_runners: usize, batch: u64, ordered: bool) {
+    let pulls = Arc::new(AtomicUsize::new(0));
+    let returned = Arc::new(AtomicUsize::new(0));
+    let in_next = Arc::new(AtomicBool::new(false));
+    let source = {
+        let (pulls, returned, in_next) = (pulls.clone(), returned.clone(), in_next.clone());
+        (0..items).inspect(move |_| {
+            let taken = pulls.fetch_add(1, SeqCst) + 1;
+            // `in_next` first: while it is false, `returned` equals the consumer's count.
+            let busy = in_next.load(SeqCst);
+            let returned = returned.load(SeqCst);
+            assert!(
+                taken <= cap as usize + returned + usize::from(busy),
+                "bound broken: taken {taken}, returned {returned}, in next() {busy}, cap {cap}"
+            );
+        })
+    };
+    let config = Config {
+        ordered,
+        ..config(cap, max_runners, batch)
+    };
+    let mut run = start(source, |x| x, config);
+    let mut got = Vec::new();
+    loop {
+        in_next.store(true, SeqCst);
+        let next = run.next();
+        if next.is_some() {
+            returned.fetch_add(1, SeqCst);
+        }
+        in_next.store(false, SeqCst);
+        match next {
+            Some(x) => got.push(x),
+            None => break,
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..items).collect::<Vec<_>>());
+    run.join();
+    assert_eq!(pulls.load(SeqCst), items as usize);
+}
+
+#[test]
+fn bound_holds_at_every_pull_cap_1() {
+    check("bound_holds_at_every_pull_cap_1", || {
+        bound_model(3, 1, 1, 1, true)
+    });
+}
+
+#[test]
+fn bound_holds_at_every_pull_cap_2_jobs_of_2() {
+    check("bound_holds_at_every_pull_cap_2_jobs_of_2", || {
+        bound_model(3, 2, 1, 2, true)
+    });
+}
+
+#[test]
+fn bound_holds_at_every_pull_cap_2_two_runners() {
+    check("bound_holds_at_every_pull_cap_2_two_runners", || {
+        bound_model(2, 2, 2, 1, true)
+    });
+}
+
+#[test]
+fn bound_holds_at_every_pull_unordered() {
+    check("bound_holds_at_every_pull_unordered", || {
+        bound_model(3, 1, 2, 1, false)
+    });
+}
+
+// ---- drop -------------------------------------------------------------------------------
+
+/// Orders the drop before the test's read of the pull count, as C11 orders a `SeqCst` store
+/// (`cancel`'s) before a later `SeqCst` load: loom treats `SeqCst` accesses as `AcqRel`, so
+/// without this fence it reports pulls that C11 forbids. The feeder's side is the real
+/// code: its `fence(SeqCst)` in `dispatch` after each pull, before it re-reads `cancelled`.
+fn after_drop() {
+    loom::sync::atomic::fence(SeqCst);
+}
+
+/// The consumer takes `keep` items, then drops the adapter: the model must end (loom
+/// reports a deadlock itself), every item taken must be dropped exactly once, and the source
+/// must not be pulled after the drop beyond one pull already under way.
+fn drop_model(items: u32, cap: u64, max_runners: usize, keep: usize) {
+    let pulls = Arc::new(AtomicUsize::new(0));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let source = tracked_source(items, pulls.clone(), drops.clone());
+    let mut run = start(source, |t| t, config(cap, max_runners, 1));
+    let kept: Vec<Tracked> = run.by_ref().take(keep).collect();
+    assert_eq!(
+        kept.iter().map(|t| t.value).collect::<Vec<_>>(),
+        (0..keep as u32).collect::<Vec<_>>()
+    );
+    drop(kept);
+    run.close();
+    after_drop();
+    let pulled_at_drop = pulls.load(SeqCst);
+    run.join();
+    let pulled = pulls.load(SeqCst);
+    assert!(
+        pulled <= pulled_at_drop + 1,
+        "the source was pulled after drop: {pulled_at_drop} then {pulled}"
+    );
+    assert_eq!(drops.load(SeqCst), pulled, "items lost or dropped twice");
+}
+
+#[test]
+fn drop_before_first_item_while_job_runs() {
+    check("drop_before_first_item_while_job_runs", || {
+        drop_model(3, 2, 1, 0)
+    });
+}
+
+#[test]
+fn drop_after_one_item_while_feeder_waits() {
+    check("drop_after_one_item_while_feeder_waits", || {
+        drop_model(3, 1, 1, 1)
+    });
+}
+
+#[test]
+fn drop_after_one_item_two_runners() {
+    check("drop_after_one_item_two_runners", || drop_model(3, 2, 2, 1));
+}
+
+// ---- panics -----------------------------------------------------------------------------
+
+#[test]
+fn panic_in_f_comes_after_prior_items() {
+    check("panic_in_f_comes_after_prior_items", || {
+        let mut run = start(
+            0..3u32,
+            |x| {
+                if x == 1 {
+                    panic!("model: f panics on 1");
+                }
+                x
+            },
+            config(2, 2, 1),
+        );
+        assert_eq!(run.next(), Some(0));
+        let payload = catch_unwind(AssertUnwindSafe(|| run.next())).unwrap_err();
+        assert_eq!(payload_text(&*payload), "model: f panics on 1");
+        assert_eq!(run.next(), None, "the adapter is finished after a panic");
+        run.join();
+    });
+}
+
+#[test]
+fn panic_in_f_unordered_ends_the_stream() {
+    check("panic_in_f_unordered_ends_the_stream", || {
+        let config = Config {
+            ordered: false,
+            ..config(2, 2, 1)
+        };
+        let mut run = start(
+            0..3u32,
+            |x| {
+                if x == 1 {
+                    panic!("model: f panics on 1");
+                }
+                x
+            },
+            config,
+        );
+        // In completion order the panic may come before item 0, and items after it may
+        // or may not have been run; each item comes at most once, then the panic, then
+        // `None`.
+        let mut got = Vec::new();
+        let payload = loop {
+            match catch_unwind(AssertUnwindSafe(|| run.next())) {
+                Ok(Some(x)) => got.push(x),
+                Ok(None) => panic!("the panic of item 1 was lost; got {got:?}"),
+                Err(payload) => break payload,
+            }
+        };
+        assert_eq!(payload_text(&*payload), "model: f panics on 1");
+        got.sort_unstable();
+        got.dedup();
+        assert!(got.len() <= 2 && got.iter().all(|&x| x != 1), "{got:?}");
+        assert_eq!(run.next(), None);
+        run.join();
+    });
+}
+
+#[test]
+fn drop_unordered_after_one_item() {
+    check("drop_unordered_after_one_item", || {
+        let pulls = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let source = tracked_source(3, pulls.clone(), drops.clone());
+        let config = Config {
+            ordered: false,
+            ..config(2, 2, 1)
+        };
+        let mut run = start(source, |t| t, config);
+        assert!(run.next().is_some());
+        run.close();
+        after_drop();
+        let pulled_at_drop = pulls.load(SeqCst);
+        run.join();
+        let pulled = pulls.load(SeqCst);
+        assert!(pulled <= pulled_at_drop + 1);
+        assert_eq!(drops.load(SeqCst), pulled, "items lost or dropped twice");
+    });
+}
+
+#[test]
+fn panic_in_source_comes_after_prior_items() {
+    check("panic_in_source_comes_after_prior_items", || {
+        let source = (0..3u32).inspect(|&x| {
+            if x == 1 {
+                panic!("model: source panics at 1");
+            }
+        });
+        let mut run = start(source, |x| x, config(2, 1, 1));
+        assert_eq!(run.next(), Some(0));
+        let payload = catch_unwind(AssertUnwindSafe(|| run.next())).unwrap_err();
+        assert_eq!(payload_text(&*payload), "model: source panics at 1");
+        assert_eq!(run.next(), None);
+        run.join();
+    });
+}

@@ -1,0 +1,604 @@
+//! Randomized stress: thousands of seeded cases over the whole configuration space, each
+//! checked against the sequential result and the contract.
+//!
+//! Every case draws a buffer (1..=64, or unbounded), a pool (1..=8 threads, built once and
+//! reused), a source (0..5000 items, or endless with an early drop), latencies in the source,
+//! `f` and the consumer (mostly none, sometimes a spin of a few µs, rarely a sleep of up to
+//! 1 ms), a panic in `f` and/or the source at a random position, a consumer that drops the
+//! adapter at a random point, completion order, and whether the consumer runs inside the
+//! pool (`pool.install`). Each case checks:
+//!
+//! - the output is the sequential result, or its prefix up to the first panic, which then
+//!   comes with the same payload (then `None`);
+//! - the bound: at each pull, `taken - returned <= buffer` (a `next()` under way may already
+//!   have freed its slot, so while the consumer is inside `next()` one more is allowed);
+//! - after the drop, the source is pulled at most once more (a pull already under way);
+//! - every item made (by the source or by `f`) is dropped exactly once, once the adapter's
+//!   threads are done (`f` and the source are dropped);
+//! - no deadlock: a watchdog ends the process if a case runs over [`CASE_LIMIT`];
+//! - no thread left behind: the process's thread count returns to its baseline.
+//!
+//! `LPM_STRESS_CASES=n` sets the number of cases; `LPM_STRESS_SEED=s` the first seed (case
+//! `k` uses seed `s + k`, and a failure prints it).
+
+use lazy_par_map::prelude::*;
+use std::any::Any;
+use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Cases run without `LPM_STRESS_CASES`: about 30 s on two cores, release or debug.
+const DEFAULT_CASES: u64 = 10_000;
+/// The longest a case may run before the watchdog calls it a deadlock.
+const CASE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a case's threads may take to finish after the adapter is dropped.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// Payloads of the panics raised on purpose start with this; the panic hook skips them.
+const STRESS_PANIC: &str = "stress:";
+
+// ---- a seeded generator ---------------------------------------------------------------
+
+/// `splitmix64`: the case's choices, and per-item latencies that do not depend on timing.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = mix(self.0);
+        self.0
+    }
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// `true` with probability `percent`%.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+// ---- a case ----------------------------------------------------------------------------
+
+/// Delays at one stage (source, `f`, consumer), drawn per item from the item's index.
+#[derive(Clone, Copy, Debug)]
+enum Latency {
+    None,
+    /// One item in eight spins 1..=5 µs.
+    Spin,
+    /// As `Spin`, and one item in two hundred sleeps up to 1 ms.
+    Sleep,
+}
+
+impl Latency {
+    fn draw(rng: &mut Rng) -> Self {
+        match rng.below(100) {
+            0..=69 => Latency::None,
+            70..=94 => Latency::Spin,
+            _ => Latency::Sleep,
+        }
+    }
+
+    fn apply(self, seed: u64, stage: u64, index: usize) {
+        if let Latency::None = self {
+            return;
+        }
+        let roll = mix(seed ^ (stage << 56) ^ index as u64);
+        if let Latency::Sleep = self {
+            if roll % 200 == 0 {
+                std::thread::sleep(Duration::from_micros(roll % 1000));
+                return;
+            }
+        }
+        if (roll >> 8) % 8 == 0 {
+            let until = Instant::now() + Duration::from_micros(1 + (roll >> 16) % 5);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    seed: u64,
+    /// `None`: unbounded.
+    buffer: Option<usize>,
+    /// Index into the pools: `pool + 1` threads.
+    pool: usize,
+    /// `None`: endless (then `drop_at` is set).
+    len: Option<usize>,
+    /// The consumer drops the adapter after this many items.
+    drop_at: Option<usize>,
+    f_panic_at: Option<usize>,
+    source_panic_at: Option<usize>,
+    source_latency: Latency,
+    f_latency: Latency,
+    consumer_latency: Latency,
+    /// The consumer runs on a worker of the pool it maps on.
+    install: bool,
+    unordered: bool,
+}
+
+impl Case {
+    fn draw(seed: u64, pools: usize) -> Self {
+        let mut rng = Rng(seed);
+        let buffer = if rng.chance(12) {
+            None
+        } else {
+            Some(1 + rng.below(64) as usize)
+        };
+        let endless = buffer.is_some() && rng.chance(8);
+        let len = if endless {
+            None
+        } else {
+            Some(match rng.below(100) {
+                0..=49 => rng.below(100),
+                50..=84 => rng.below(1000),
+                _ => rng.below(5001),
+            } as usize)
+        };
+        let span = len.unwrap_or(2000) as u64 + 1;
+        let drop_at = if endless || rng.chance(30) {
+            Some(rng.below(span) as usize)
+        } else {
+            None
+        };
+        let unordered = rng.chance(15);
+        // In completion order a panic may come before any earlier item: no prefix to check.
+        let f_panic_at = (!unordered && rng.chance(20)).then(|| rng.below(span) as usize);
+        let source_panic_at = (!unordered && rng.chance(15)).then(|| rng.below(span) as usize);
+        Case {
+            seed,
+            buffer,
+            pool: rng.below(pools as u64) as usize,
+            len,
+            drop_at,
+            f_panic_at,
+            source_panic_at,
+            source_latency: Latency::draw(&mut rng),
+            f_latency: Latency::draw(&mut rng),
+            consumer_latency: Latency::draw(&mut rng),
+            install: rng.chance(25),
+            unordered,
+        }
+    }
+
+    /// What the consumer must see: the items' indices, then the panic payload if one comes
+    /// first.
+    fn expected(&self) -> (Vec<usize>, Option<String>) {
+        let len = self.len.unwrap_or(usize::MAX);
+        // The source checks its panic before its end; `f` sees only items before the end.
+        let source_panic = self.source_panic_at.filter(|&at| at <= len);
+        let f_panic = self.f_panic_at.filter(|&at| at < len);
+        let stop = [Some(len), source_panic, f_panic]
+            .into_iter()
+            .flatten()
+            .min();
+        let stop = stop.unwrap_or(len);
+        let shown = self.drop_at.map_or(stop, |at| at.min(stop));
+        let values = (0..shown).collect();
+        let payload = if self.drop_at.is_some_and(|at| at <= stop) {
+            None
+        } else if source_panic == Some(stop) {
+            Some(format!("{STRESS_PANIC} source panics at {stop}"))
+        } else if f_panic == Some(stop) {
+            Some(format!("{STRESS_PANIC} f panics at {stop}"))
+        } else {
+            None
+        };
+        (values, payload)
+    }
+}
+
+/// `f` of the sequential result.
+fn value(i: u64) -> u64 {
+    mix(i)
+}
+
+// ---- what a case observes --------------------------------------------------------------
+
+#[derive(Default)]
+struct Probe {
+    /// Calls of the source's `next()` begun.
+    pulls: AtomicUsize,
+    /// `next()` calls of the consumer that returned an item.
+    returned: AtomicUsize,
+    /// The consumer is inside `next()`.
+    in_next: AtomicBool,
+    /// Items (inputs and results) made and dropped.
+    made: AtomicUsize,
+    dropped: AtomicUsize,
+    /// `f` and the source have been dropped: the adapter's threads are done with them.
+    f_gone: AtomicBool,
+    source_gone: AtomicBool,
+    /// The first broken rule seen by the source.
+    violation: Mutex<Option<String>>,
+}
+
+/// A value counted in `made` and `dropped`.
+struct Counted(Arc<Probe>);
+
+impl Counted {
+    fn new(probe: &Arc<Probe>) -> Self {
+        probe.made.fetch_add(1, SeqCst);
+        Counted(Arc::clone(probe))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, SeqCst);
+    }
+}
+
+/// Sets a flag when dropped.
+struct DropFlag(Arc<Probe>, fn(&Probe) -> &AtomicBool);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        (self.1)(&self.0).store(true, SeqCst);
+    }
+}
+
+struct Input {
+    index: usize,
+    _counted: Counted,
+}
+
+struct Output {
+    index: usize,
+    value: u64,
+    _counted: Counted,
+}
+
+struct Source {
+    case: Case,
+    next: usize,
+    probe: Arc<Probe>,
+    _gone: DropFlag,
+}
+
+impl Iterator for Source {
+    type Item = Input;
+
+    fn next(&mut self) -> Option<Input> {
+        let probe = &self.probe;
+        let taken = probe.pulls.fetch_add(1, SeqCst) + 1;
+        if let Some(cap) = self.case.buffer {
+            // `in_next` first: while it is false, `returned` is the consumer's true count.
+            let busy = usize::from(probe.in_next.load(SeqCst));
+            let returned = probe.returned.load(SeqCst);
+            if taken > cap + returned + busy {
+                let mut violation = probe.violation.lock().unwrap();
+                violation.get_or_insert(format!(
+                    "bound broken: taken {taken}, returned {returned}, in next() {busy}, \
+                     buffer {cap}"
+                ));
+            }
+        }
+        let index = self.next;
+        self.case.source_latency.apply(self.case.seed, 1, index);
+        if self.case.source_panic_at == Some(index) {
+            panic_any(format!("{STRESS_PANIC} source panics at {index}"));
+        }
+        if self.case.len == Some(index) {
+            return None;
+        }
+        self.next += 1;
+        Some(Input {
+            index,
+            _counted: Counted::new(probe),
+        })
+    }
+}
+
+// ---- running a case --------------------------------------------------------------------
+
+fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
+    let probe = Arc::new(Probe::default());
+    let source = Source {
+        case: case.clone(),
+        next: 0,
+        probe: Arc::clone(&probe),
+        _gone: DropFlag(Arc::clone(&probe), |p| &p.source_gone),
+    };
+    let f = {
+        let (case, probe) = (case.clone(), Arc::clone(&probe));
+        let gone = DropFlag(Arc::clone(&probe), |p| &p.f_gone);
+        move |input: Input| {
+            let _gone = &gone;
+            case.f_latency.apply(case.seed, 2, input.index);
+            if case.f_panic_at == Some(input.index) {
+                panic_any(format!("{STRESS_PANIC} f panics at {}", input.index));
+            }
+            Output {
+                index: input.index,
+                value: value(input.index as u64),
+                _counted: Counted::new(&probe),
+            }
+        }
+    };
+    let pool = &pools[case.pool];
+    let mut adapter = source.lazy_par_map(f).pool(Arc::clone(pool));
+    adapter = match case.buffer {
+        Some(n) => adapter.buffer(n),
+        None => adapter.unbounded(),
+    };
+    if case.unordered {
+        adapter = adapter.unordered();
+    }
+    let consume = || {
+        let mut adapter = adapter;
+        let mut got = Vec::new();
+        let mut panic = None;
+        let mut after_panic = None;
+        while case.drop_at != Some(got.len()) {
+            probe.in_next.store(true, SeqCst);
+            let next = catch_unwind(AssertUnwindSafe(|| adapter.next()));
+            if let Ok(Some(_)) = next {
+                probe.returned.fetch_add(1, SeqCst);
+            }
+            probe.in_next.store(false, SeqCst);
+            match next {
+                Ok(Some(output)) => got.push((output.index, output.value)),
+                Ok(None) => break,
+                Err(payload) => {
+                    panic = Some(payload);
+                    after_panic = Some(adapter.next().map(|output| output.index));
+                    break;
+                }
+            }
+            case.consumer_latency.apply(case.seed, 3, got.len());
+        }
+        let started = Instant::now();
+        drop(adapter);
+        let drop_took = started.elapsed();
+        let pulls_at_drop = probe.pulls.load(SeqCst);
+        Outcome {
+            got,
+            panic,
+            after_panic,
+            drop_took,
+            pulls_at_drop,
+            probe: Arc::clone(&probe),
+        }
+    };
+    if case.install {
+        pool.install(consume)
+    } else {
+        consume()
+    }
+}
+
+struct Outcome {
+    /// Index and value of each item returned.
+    got: Vec<(usize, u64)>,
+    panic: Option<Box<dyn Any + Send>>,
+    /// What `next()` returned after the panic.
+    after_panic: Option<Option<usize>>,
+    drop_took: Duration,
+    pulls_at_drop: usize,
+    probe: Arc<Probe>,
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+}
+
+/// Checks every rule for one case; `Err` says which was broken.
+fn check_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Result<(), String> {
+    let outcome = run_case(case, pools);
+    let (expected, payload) = case.expected();
+    if let Some(&(index, v)) = outcome.got.iter().find(|&&(i, v)| v != value(i as u64)) {
+        return Err(format!(
+            "item {index}: value {v}, expected {}",
+            value(index as u64)
+        ));
+    }
+    let mut indices: Vec<usize> = outcome.got.iter().map(|&(index, _)| index).collect();
+    if case.unordered {
+        // In completion order an early drop may have returned any items: the check is
+        // that they are distinct source items, as many as asked for.
+        indices.sort_unstable();
+        indices.dedup();
+        if indices.len() != outcome.got.len() {
+            return Err("an item was returned twice".into());
+        }
+        let from_source = match (indices.last(), case.len) {
+            (Some(&last), Some(len)) => last < len,
+            _ => true,
+        };
+        if case.drop_at.is_some() && from_source {
+            indices = (0..indices.len()).collect();
+        }
+    }
+    if indices != expected {
+        let first_diff = indices.iter().zip(&expected).position(|(a, b)| a != b);
+        return Err(format!(
+            "output differs: got {} items, expected {}, first difference at {first_diff:?}",
+            indices.len(),
+            expected.len()
+        ));
+    }
+    match (&outcome.panic, &payload) {
+        (None, None) => {}
+        (Some(got), Some(want)) => {
+            if payload_text(&**got) != Some(want.as_str()) {
+                return Err(format!(
+                    "panic payload {:?}, expected {want:?}",
+                    payload_text(&**got)
+                ));
+            }
+            if outcome.after_panic != Some(None) {
+                return Err(format!(
+                    "next() after the panic gave {:?}",
+                    outcome.after_panic
+                ));
+            }
+        }
+        (got, want) => {
+            return Err(format!(
+                "panic {:?}, expected {want:?}",
+                got.as_ref().map(|p| payload_text(&**p))
+            ))
+        }
+    }
+    if outcome.drop_took > Duration::from_millis(500) {
+        return Err(format!("drop took {:?}", outcome.drop_took));
+    }
+    // The adapter's threads let go of `f` and the source once they are done.
+    let probe = &outcome.probe;
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    while !(probe.f_gone.load(SeqCst) && probe.source_gone.load(SeqCst)) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the adapter's threads did not finish within {SETTLE_LIMIT:?} after drop \
+                 (f dropped: {}, source dropped: {})",
+                probe.f_gone.load(SeqCst),
+                probe.source_gone.load(SeqCst)
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    if let Some(violation) = probe.violation.lock().unwrap().take() {
+        return Err(violation);
+    }
+    let pulls = probe.pulls.load(SeqCst);
+    if pulls > outcome.pulls_at_drop + 1 {
+        return Err(format!(
+            "source pulled after drop: {} pulls at drop, {pulls} in the end",
+            outcome.pulls_at_drop
+        ));
+    }
+    let (made, dropped) = (probe.made.load(SeqCst), probe.dropped.load(SeqCst));
+    if made != dropped {
+        return Err(format!("items made {made}, dropped {dropped}"));
+    }
+    Ok(())
+}
+
+// ---- the harness -------------------------------------------------------------------------
+
+fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// Waits until the thread count is back to `baseline`; returns the count seen last.
+fn settle_threads(baseline: usize, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = thread_count();
+        if now <= baseline || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The case under way, for the watchdog.
+static CURRENT: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+
+fn start_watchdog() {
+    std::thread::Builder::new()
+        .name("stress-watchdog".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if let Some((started, case)) = &*CURRENT.lock().unwrap() {
+                if started.elapsed() > CASE_LIMIT {
+                    eprintln!("stress: deadlock? a case ran over {CASE_LIMIT:?}: {case}");
+                    std::process::exit(3);
+                }
+            }
+        })
+        .unwrap();
+}
+
+fn quiet_stress_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !payload_text(info.payload()).is_some_and(|m| m.starts_with(STRESS_PANIC)) {
+            default(info);
+        }
+    }));
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number")),
+    )
+}
+
+#[test]
+fn random_cases_match_sequential_map_and_keep_the_contract() {
+    let cases = env_u64("LPM_STRESS_CASES").unwrap_or(DEFAULT_CASES);
+    let first_seed = env_u64("LPM_STRESS_SEED").unwrap_or(0x5eed);
+    quiet_stress_panics();
+    let pools: Vec<Arc<rayon::ThreadPool>> = (1..=8)
+        .map(|threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("stress-{threads}-{i}"))
+                .build()
+                .unwrap();
+            Arc::new(pool)
+        })
+        .collect();
+    // Every pool's threads are up before the baseline is read.
+    for pool in &pools {
+        pool.broadcast(|_| ());
+    }
+    start_watchdog();
+    let baseline = thread_count();
+    let started = Instant::now();
+    let (mut panicked, mut dropped, mut installed, mut items) = (0, 0, 0, 0);
+    for k in 0..cases {
+        let case = Case::draw(first_seed.wrapping_add(k), pools.len());
+        *CURRENT.lock().unwrap() = Some((Instant::now(), format!("{case:?}")));
+        if let Err(broken) = check_case(&case, &pools) {
+            panic!(
+                "case {k} (LPM_STRESS_SEED={}): {broken}\n{case:?}",
+                case.seed
+            );
+        }
+        let (expected, payload) = case.expected();
+        items += expected.len();
+        panicked += usize::from(payload.is_some());
+        dropped += usize::from(case.drop_at.is_some());
+        installed += usize::from(case.install);
+        if k % 500 == 499 {
+            let now = settle_threads(baseline, SETTLE_LIMIT);
+            assert!(
+                now <= baseline,
+                "after case {k}: {now} threads, baseline {baseline}"
+            );
+        }
+    }
+    *CURRENT.lock().unwrap() = None;
+    let now = settle_threads(baseline, SETTLE_LIMIT);
+    assert!(now <= baseline, "{now} threads left, baseline {baseline}");
+    println!(
+        "stress: {cases} cases ({items} items yielded; {panicked} ending in a panic, \
+         {dropped} dropped early, {installed} consumed inside the pool) in {:.1?}; \
+         threads back to {now}",
+        started.elapsed()
+    );
+}
