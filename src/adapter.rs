@@ -82,6 +82,28 @@ where
         }
     }
 
+    /// `buffer(n)` of the public adapters.
+    #[track_caller]
+    pub(crate) fn set_buffer(&mut self, n: usize) {
+        assert!(
+            n != 0,
+            "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
+        );
+        self.config("buffer").buffer = Some(n);
+    }
+
+    /// `unbounded()` of the public adapters.
+    #[track_caller]
+    pub(crate) fn set_unbounded(&mut self) {
+        self.config("unbounded").buffer = None;
+    }
+
+    /// `unordered()` of the public adapters.
+    #[track_caller]
+    pub(crate) fn set_unordered(&mut self) {
+        self.config("unordered").ordered = false;
+    }
+
     /// Starts the adapter with `launch` if it has not started, and returns the consumer.
     pub(crate) fn running(
         &mut self,

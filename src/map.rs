@@ -132,11 +132,7 @@ where
     /// ```
     #[track_caller]
     pub fn buffer(mut self, n: usize) -> Self {
-        assert!(
-            n != 0,
-            "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
-        );
-        self.adapter.config("buffer").buffer = Some(n);
+        self.adapter.set_buffer(n);
         self
     }
 
@@ -155,7 +151,7 @@ where
     /// ```
     #[track_caller]
     pub fn unbounded(mut self) -> Self {
-        self.adapter.config("unbounded").buffer = None;
+        self.adapter.set_unbounded();
         self
     }
 
@@ -198,7 +194,7 @@ where
     /// ```
     #[track_caller]
     pub fn unordered(mut self) -> Self {
-        self.adapter.config("unordered").ordered = false;
+        self.adapter.set_unordered();
         self
     }
 

@@ -224,11 +224,7 @@ where
     /// ```
     #[track_caller]
     pub fn buffer(mut self, n: usize) -> Self {
-        assert!(
-            n != 0,
-            "lazy_par_map: `buffer(0)`: the buffer must hold at least one item"
-        );
-        self.adapter.config("buffer").buffer = Some(n);
+        self.adapter.set_buffer(n);
         self
     }
 
@@ -245,7 +241,7 @@ where
     /// ```
     #[track_caller]
     pub fn unbounded(mut self) -> Self {
-        self.adapter.config("unbounded").buffer = None;
+        self.adapter.set_unbounded();
         self
     }
 
@@ -263,7 +259,7 @@ where
     /// ```
     #[track_caller]
     pub fn unordered(mut self) -> Self {
-        self.adapter.config("unordered").ordered = false;
+        self.adapter.set_unordered();
         self
     }
 

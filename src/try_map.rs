@@ -44,8 +44,9 @@ where
     /// assert_eq!(out, Ok(vec![1, 2]));
     /// ```
     #[track_caller]
-    pub fn buffer(self, n: usize) -> Self {
-        self.with(|inner| inner.buffer(n))
+    pub fn buffer(mut self, n: usize) -> Self {
+        self.inner = self.inner.buffer(n);
+        self
     }
 
     /// Removes the bound; see [`LazyParMap::unbounded`].
@@ -60,8 +61,9 @@ where
     /// assert!(out.is_err());
     /// ```
     #[track_caller]
-    pub fn unbounded(self) -> Self {
-        self.with(LazyParMap::unbounded)
+    pub fn unbounded(mut self) -> Self {
+        self.inner = self.inner.unbounded();
+        self
     }
 
     /// Runs `f` on `pool`; see [`LazyParMap::pool`].
@@ -77,8 +79,9 @@ where
     /// assert_eq!(out, Ok(vec![7]));
     /// ```
     #[track_caller]
-    pub fn pool(self, pool: impl Into<Arc<rayon::ThreadPool>>) -> Self {
-        self.with(|inner| inner.pool(pool))
+    pub fn pool(mut self, pool: impl Into<Arc<rayon::ThreadPool>>) -> Self {
+        self.inner = self.inner.pool(pool);
+        self
     }
 
     /// Yields `Ok` values as they complete; the first `Err` to complete ends the adapter.
@@ -99,8 +102,9 @@ where
     /// assert_eq!(out, [1, 2, 3]);
     /// ```
     #[track_caller]
-    pub fn unordered(self) -> Self {
-        self.with(LazyParMap::unordered)
+    pub fn unordered(mut self) -> Self {
+        self.inner = self.inner.unordered();
+        self
     }
 
     /// Begins the work now; see [`LazyParMap::start`].
@@ -111,8 +115,9 @@ where
     /// let mut it = ["1"].into_iter().try_lazy_par_map(str::parse::<u8>).start();
     /// assert_eq!(it.next(), Some(Ok(1)));
     /// ```
-    pub fn start(self) -> Self {
-        self.with(LazyParMap::start)
+    pub fn start(mut self) -> Self {
+        self.inner = self.inner.start();
+        self
     }
 
     /// Counts for tuning; see [`LazyParMap::stats`].
@@ -126,16 +131,6 @@ where
     /// ```
     pub fn stats(&self) -> crate::Stats {
         self.inner.stats()
-    }
-
-    fn with(
-        self,
-        configure: impl FnOnce(LazyParMap<I, F, Result<T, E>>) -> LazyParMap<I, F, Result<T, E>>,
-    ) -> Self {
-        TryLazyParMap {
-            inner: configure(self.inner),
-            failed: self.failed,
-        }
     }
 }
 
