@@ -5,6 +5,7 @@
 use crate::consumer::{Consumer, Got};
 use crate::map::{NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
 use crate::pool::Pool;
+use crate::ring::Shared;
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -23,6 +24,11 @@ impl<R> Config<R> {
     /// The ring's capacity in items.
     pub(crate) fn cap(&self) -> u64 {
         self.buffer.map_or(u64::MAX, |n| n as u64)
+    }
+
+    /// The shared state for this configuration, on a pool of `threads`.
+    pub(crate) fn shared<T, F>(&self, f: F, threads: usize) -> Shared<T, R, F> {
+        Shared::new(f, self.cap(), self.ordered, self.stop_when, threads)
     }
 }
 

@@ -99,6 +99,21 @@ where
     I: Iterator,
     F: Fn(I::Item) -> R,
 {
+    /// A feeder with adaptive batching over `source`, and the consumer's handle on the
+    /// same shared state.
+    pub(crate) fn adaptive(
+        source: I,
+        shared: Shared<I::Item, R, F>,
+    ) -> (Self, Arc<Shared<I::Item, R, F>>) {
+        let shared = Arc::new(shared);
+        let feeder = Feeder {
+            source,
+            shared: Arc::clone(&shared),
+            batching: Batching::adaptive(),
+        };
+        (feeder, shared)
+    }
+
     /// The feeder thread's body. `start_runner` spawns a runner on the pool.
     pub(crate) fn run(mut self, start_runner: impl Fn(Arc<Shared<I::Item, R, F>>)) {
         let shared = &self.shared;

@@ -2,10 +2,8 @@
 
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
-use crate::feeder::{Batching, Feeder};
+use crate::feeder::Feeder;
 use crate::pool::Pool;
-use crate::ring::Shared;
-use crate::sync::Arc;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
@@ -303,18 +301,7 @@ where
     F: Fn(I::Item) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let shared = Arc::new(Shared::new(
-        f,
-        config.cap(),
-        config.ordered,
-        config.stop_when,
-        config.pool.num_threads(),
-    ));
-    let feeder = Feeder {
-        source,
-        shared: Arc::clone(&shared),
-        batching: Batching::adaptive(),
-    };
+    let (feeder, shared) = Feeder::adaptive(source, config.shared(f, config.pool.num_threads()));
     let pool = config.pool;
     std::thread::Builder::new()
         .name("lazy-par-map-feeder".into())

@@ -9,7 +9,7 @@
 
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
-use crate::feeder::{Batching, Feeder};
+use crate::feeder::Feeder;
 use crate::map::{NextTimeoutError, Stats, TryNextError};
 use crate::ring::Shared;
 use std::fmt;
@@ -163,13 +163,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         R: Send + 'env,
     {
         move |source, f, config| {
-            let shared = Arc::new(Shared::new(
-                f,
-                config.cap(),
-                config.ordered,
-                config.stop_when,
-                self.threads,
-            ));
+            let (feeder, shared) = Feeder::adaptive(source, config.shared(f, self.threads));
             {
                 let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
                 if registry.len() >= 64 && registry.len().is_power_of_two() {
@@ -178,11 +172,6 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 let erased: Arc<dyn Cancel + 'env> = shared.clone();
                 registry.push(Arc::downgrade(&erased));
             }
-            let feeder = Feeder {
-                source,
-                shared: Arc::clone(&shared),
-                batching: Batching::adaptive(),
-            };
             let pool = self.pool;
             self.spawner.spawn_thread(Box::new(move || {
                 feeder.run(|shared| pool.spawn(move |_| shared.run_jobs()));
