@@ -23,8 +23,8 @@
 //!   `taken - returned <= n`. The feeder refills every free slot: once the consumer pauses
 //!   after `c` items, `taken = c + n` (unless the source ends first). It settles within
 //!   about a millisecond; in a rare store-load race (see `ring.rs`) the last slot freed
-//!   before the pause may take up to 256 ms to be refilled. In a pipeline of `k` stages each with `buffer(n)`, the stage `j` from the
-//!   end has called its `f` `c + j*n` times.
+//!   before the pause may take up to 256 ms to be refilled. In a pipeline of `k` stages
+//!   each with `buffer(n)`, the stage `j` from the end has called its `f` `c + j*n` times.
 //! - **No blocking on the source.** A slow source is read on the feeder thread only; the
 //!   first result is ready when `f` of the first item is done.
 //! - **Panics.** A panic in `f` for item `k` (or in the source's `next()` where item `k`
@@ -45,10 +45,20 @@
 //! - **No lock held across user code**: `f`, the source, a `Drop` of items or results, and
 //!   rayon's `spawn` all run with no lock of ours held.
 //!
+//! # Forms
+//! - [`LazyParMapExt::lazy_par_map`]: the ordered map; [`LazyParMap::unordered`] yields in
+//!   completion order under the same bound.
+//! - [`LazyParMapExt::try_lazy_par_map`]: for a fallible `f`, ends at the first `Err`.
+//! - [`scope`]: adapters whose source, items and `f` borrow from the caller's stack.
+//! - [`LazyParMap::try_next`] and [`LazyParMap::next_timeout`]: polling without blocking.
+//! - With the `stream` feature, `LazyParMap` is a `futures_core::Stream`.
+//! - [`LazyParMap::stats`]: the counts that tell how to choose `buffer`.
+//!
 //! # What it costs
 //! One OS thread per started adapter (the feeder; it ends when the source ends or the
-//! adapter is dropped), one plain atomic store per item returned, and per *job* (a run of items
-//! handed to the pool together) a lock, an allocation and, when someone waits, a wake-up.
+//! adapter is dropped), one plain atomic store per item returned, and per *job* (a run of
+//! items handed to the pool together) a lock, an allocation and, when someone waits, a
+//! wake-up.
 //! Jobs are one item long while `f` or the source is slow, and grow to about 200 µs of
 //! work when both are fast, never past the free slots.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
