@@ -5,7 +5,8 @@
 use crate::consumer::{Consumer, Got};
 use crate::map::{NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
 use crate::pool::Pool;
-use crate::ring::Shared;
+use crate::ring::{Item, Shared};
+use crate::sync::Queue;
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -26,9 +27,10 @@ impl<R> Config<R> {
         self.buffer.map_or(u64::MAX, |n| n as u64)
     }
 
-    /// The shared state for this configuration, on a pool of `threads`.
-    pub(crate) fn shared<T, F>(&self, f: F, threads: usize) -> Shared<T, R, F> {
-        Shared::new(f, self.cap(), self.ordered, self.stop_when, threads)
+    /// The shared state for this configuration, around the runners' end of the item queue.
+    pub(crate) fn shared<T, F>(&self, f: F) -> impl FnOnce(Queue<Item<T>>) -> Shared<T, R, F> {
+        let (cap, ordered, stop_when) = (self.cap(), self.ordered, self.stop_when);
+        move |queue| Shared::new(f, queue, cap, ordered, stop_when)
     }
 }
 
@@ -198,10 +200,17 @@ where
                 let shared = &consumer.shared;
                 let taken = shared.taken.0.load(Relaxed);
                 let yielded = consumer.yielded;
+                // An ended adapter holds nothing: items taken and never returned (after a
+                // panic or an `Err`) were skipped or dropped.
+                let in_flight = if consumer.done {
+                    0
+                } else {
+                    taken.saturating_sub(yielded)
+                };
                 Stats {
                     taken,
                     yielded,
-                    in_flight: taken.saturating_sub(yielded),
+                    in_flight,
                     consumer_waited: consumer.waited,
                     feeder_waited: Duration::from_nanos(shared.feeder_wait_nanos.load(Relaxed)),
                 }

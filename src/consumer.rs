@@ -1,10 +1,11 @@
 //! The consumer's side: the results of the current job, the counter it publishes after every
 //! item, and how a failure reaches the caller (re-raised panic, then fused).
 
-use crate::pool;
+use crate::pool::Pool;
 use crate::ring::{Batch, End, Next, Payload, Shared};
+use crate::silent::drop_silently;
 use crate::sync::Arc;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::time::{Duration, Instant};
 
 /// What one attempt to get an item gave.
@@ -20,6 +21,8 @@ pub(crate) enum Got<R> {
 /// The iterator's engine: owns the consumer's end of the shared state.
 pub(crate) struct Consumer<T, R, F> {
     pub(crate) shared: Arc<Shared<T, R, F>>,
+    /// Where `f` runs: whether a consumer on a rayon worker may run items itself.
+    pool: Pool,
     /// Results of the current job not yet returned; each one still holds its slot.
     local: std::vec::IntoIter<R>,
     /// The panic to re-raise once `local` is empty.
@@ -36,9 +39,10 @@ impl<T, R, F> Consumer<T, R, F>
 where
     F: Fn(T) -> R,
 {
-    pub(crate) fn new(shared: Arc<Shared<T, R, F>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<T, R, F>>, pool: Pool) -> Self {
         Consumer {
             shared,
+            pool,
             local: Vec::new().into_iter(),
             panic: None,
             yielded: 0,
@@ -75,7 +79,7 @@ where
                 return Got::Finished;
             }
             let started = Instant::now();
-            let next = self.shared.next_batch(pool::on_worker(), deadline);
+            let next = self.shared.next_batch(self.pool.place(), deadline);
             self.waited += started.elapsed();
             if let Some(got) = self.accept(next) {
                 return got;
@@ -86,8 +90,8 @@ where
     /// Takes what the ring gave; `None` means "look again" (an empty job).
     fn accept(&mut self, next: Next<R>) -> Option<Got<R>> {
         match next {
-            Next::Batch((items, panic)) => {
-                self.take_batch((items, panic));
+            Next::Batch(batch) => {
+                self.take_batch(batch);
                 self.local.next().map(|item| Got::Item(self.release(item)))
             }
             Next::End(End::Exhausted) => {
@@ -102,9 +106,9 @@ where
         }
     }
 
-    fn take_batch(&mut self, (items, panic): Batch<R>) {
-        self.local = items.into_iter();
-        self.panic = panic;
+    fn take_batch(&mut self, batch: Batch<R>) {
+        self.local = batch.results.into_iter();
+        self.panic = batch.panic;
     }
 
     /// The async form of [`Consumer::next_until`]: `None` means "pending, `waker` registered".
@@ -121,7 +125,7 @@ where
             if self.done {
                 return Some(None);
             }
-            let next = self.shared.poll_batch(waker, pool::on_worker())?;
+            let next = self.shared.poll_batch(waker, self.pool.place())?;
             match self.accept(next) {
                 Some(Got::Item(item)) => return Some(Some(item)),
                 Some(Got::Finished) => return Some(None),
@@ -131,11 +135,13 @@ where
         }
     }
 
-    /// Ends the adapter: stops the feeder and drops what is in flight. Idempotent.
+    /// Ends the adapter: stops the feeder and drops what is in flight, silently (the
+    /// caller may be about to re-raise a panic, or return an `Err`, that must not be
+    /// replaced by the panic of a result's `Drop`). Idempotent.
     pub(crate) fn finish(&mut self) {
         self.done = true;
-        self.panic = None;
-        self.local = Vec::new().into_iter();
+        drop_silently(self.panic.take());
+        drop_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
         self.shared.cancel();
     }
 }
@@ -148,16 +154,11 @@ impl<T, R, F> Consumer<T, R, F> {
 }
 
 impl<T, R, F> Drop for Consumer<T, R, F> {
+    /// Cancels the adapter and drops the results not returned, silently: the consumer may be
+    /// unwinding, where a panic of a result's `Drop` would abort the process.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // The consumer is unwinding: a result's `Drop` that panicked now would abort
-            // the process, so each drop here keeps its panic to itself.
-            let local = std::mem::replace(&mut self.local, Vec::new().into_iter());
-            let shared = &self.shared;
-            let _ = catch_unwind(AssertUnwindSafe(|| shared.cancel()));
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(local)));
-        } else {
-            self.shared.cancel();
-        }
+        drop_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
+        drop_silently(self.panic.take());
+        self.shared.cancel();
     }
 }

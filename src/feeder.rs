@@ -1,30 +1,34 @@
-//! The feeder thread: claims free slots, pulls that many items from the source, and hands
-//! them to the pool as jobs.
+//! The feeder thread: claims free slots, pulls items from the source, and hands each one to
+//! the pool as soon as it is pulled.
 //!
 //! The feeder is the only code that touches the source after the adapter starts, so a slow
 //! source never blocks the consumer. It claims a slot before each pull (so the bound holds
-//! with a pull under way) and refills every free slot, in jobs sized by [`Batching`].
+//! with a pull under way), pushes each item before the next pull (so no item waits for a
+//! later one), and refills free slots in runs sized by [`Batching`].
 
-use crate::ring::{End, Job, Shared};
-use crate::sync::Arc;
+use crate::ring::{End, Shared};
+use crate::silent::Silent;
+use crate::sync::{Arc, Pusher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-/// A job should take about this long to run, so that its fixed cost (a lock, perhaps a
-/// wake-up) is a few percent of it.
-const TARGET_JOB_NANOS: u64 = 200_000;
-/// The first item of a job should not wait longer than this for the rest to be pulled.
+/// A refill should bring about this much work, so that the feeder's wake-up is a few percent
+/// of it.
+const TARGET_REFILL_NANOS: u64 = 200_000;
+/// A refill should not take the feeder longer than this in pulls: a consumer that frees
+/// slots one by one gets them refilled promptly.
 const PULL_BUDGET_NANOS: u64 = 20_000;
-/// The largest job, in items.
-const MAX_BATCH: u64 = 16_384;
+/// The largest refill, in items.
+const MAX_REFILL: u64 = 16_384;
 
-/// Chooses how many items go in the next job: one while `f`'s cost is unknown, when `f` is
-/// slow, or when the source is slow (laziness and latency first); up to
-/// [`TARGET_JOB_NANOS`] of work when both are fast (throughput). Never more than the free
-/// slots, and never so many that fewer than two jobs per thread fit in the ring.
+/// Chooses how many free slots the feeder waits for before it pulls again (hysteresis: a
+/// fast consumer wakes it once a refill, not once an item): one while `f`'s cost is
+/// unknown, when `f` is slow, or when the source is slow; up to [`TARGET_REFILL_NANOS`] of
+/// work when both are fast. Never so many that fewer than two refills per thread fit in
+/// the ring. Each item still goes to the pool as soon as it is pulled.
 pub(crate) struct Batching {
-    /// The size of the last job; the next may be at most twice as large.
+    /// The size of the last refill; the next may be at most twice as large.
     last: u64,
     /// Recent cost of one pull from the source, in nanoseconds.
     pull_nanos: u64,
@@ -50,7 +54,7 @@ impl Batching {
         }
     }
 
-    /// The size of the next job, given the ring's capacity and the pool's threads.
+    /// The size of the next refill, given the ring's capacity and the pool's threads.
     fn next_size<T, R, F>(&mut self, shared: &Shared<T, R, F>) -> u64 {
         if let Some(size) = self.fixed {
             return size;
@@ -59,13 +63,13 @@ impl Batching {
         if f_nanos == 0 {
             return 1;
         }
-        let by_cost = TARGET_JOB_NANOS / f_nanos.max(1);
+        let by_cost = TARGET_REFILL_NANOS / f_nanos.max(1);
         let by_pull = PULL_BUDGET_NANOS / self.pull_nanos.max(1);
-        let by_ring = shared.cap / (2 * shared.max_runners as u64);
+        let by_ring = shared.cap / (2 * shared.max_runners() as u64);
         let size = by_cost
             .min(by_pull)
             .min(by_ring)
-            .min(MAX_BATCH)
+            .min(MAX_REFILL)
             .min(self.last * 2)
             .max(1);
         self.last = size;
@@ -84,12 +88,16 @@ impl Batching {
     }
 }
 
-/// The feeder: the source and the shared state, run on its own thread by [`Feeder::run`].
+/// The feeder: the source, its end of the item queue and the shared state, run on its own
+/// thread by [`Feeder::run`].
 pub(crate) struct Feeder<I, R, F>
 where
     I: Iterator,
 {
-    pub(crate) source: I,
+    /// Dropped silently on the feeder's thread once the source has ended.
+    pub(crate) source: Silent<I>,
+    /// Where pulled items go; items left in it are dropped silently.
+    pub(crate) pusher: Silent<Pusher<(u64, I::Item)>>,
     pub(crate) shared: Arc<Shared<I::Item, R, F>>,
     pub(crate) batching: Batching,
 }
@@ -100,33 +108,33 @@ where
     F: Fn(I::Item) -> R,
 {
     /// A feeder with adaptive batching over `source`, and the consumer's handle on the
-    /// same shared state.
+    /// same shared state, built by `shared` around the runners' end of the item queue.
     pub(crate) fn adaptive(
         source: I,
-        shared: Shared<I::Item, R, F>,
+        shared: impl FnOnce(crate::sync::Queue<(u64, I::Item)>) -> Shared<I::Item, R, F>,
     ) -> (Self, Arc<Shared<I::Item, R, F>>) {
-        let shared = Arc::new(shared);
+        let (pusher, queue) = crate::sync::queue();
+        let shared = Arc::new(shared(queue));
         let feeder = Feeder {
-            source,
+            source: Silent::new(source),
+            pusher: Silent::new(pusher),
             shared: Arc::clone(&shared),
             batching: Batching::adaptive(),
         };
         (feeder, shared)
     }
 
-    /// The feeder thread's body. `start_runner` spawns a runner on the pool.
-    pub(crate) fn run(mut self, start_runner: impl Fn(Arc<Shared<I::Item, R, F>>)) {
+    /// The feeder thread's body, for a pool of `threads` threads. `start_runner` spawns a
+    /// runner on the pool.
+    pub(crate) fn run(mut self, threads: usize, start_runner: impl Fn(Arc<Shared<I::Item, R, F>>)) {
         let shared = &self.shared;
+        shared.set_max_runners(threads);
         let mut taken: u64 = 0;
-        let mut index: u64 = 0;
         let end = loop {
             if shared.is_stopped() {
                 break End::Exhausted;
             }
-            if index == 2 * shared.max_runners as u64 && shared.f_nanos.load(Relaxed) == 0 {
-                shared.await_first_cost();
-            }
-            // Wait for a whole job's worth of free slots (or, if the consumer is slow, for
+            // Wait for a whole refill's worth of free slots (or, if the consumer is slow, for
             // whatever it frees within the ring's patience), then fill them all.
             let size = self.batching.next_size(shared);
             let mut free = shared.free_slots(taken);
@@ -136,21 +144,25 @@ where
                     None => break End::Exhausted,
                 }
             }
-            let size = size.min(free);
-            let mut items = Vec::with_capacity(size as usize);
-            // The slots are claimed (counted in `taken`) before the pulls.
-            shared.taken.0.store(taken + size, Relaxed);
             let started = Instant::now();
-            let source = &mut self.source;
+            let before = taken;
+            let source = self.source.get_mut();
+            let pusher = self.pusher.get();
             let end = match catch_unwind(AssertUnwindSafe(|| {
-                // Checked before every pull: after a drop, at most the pull under way.
-                for _ in 0..size {
+                // The slot is claimed (`free` counts it) before the pull, and the stop is
+                // checked before every pull: after a drop, at most the pull under way.
+                for _ in 0..free {
                     if shared.is_stopped() {
                         break;
                     }
-                    match source.next() {
-                        Some(item) => items.push(item),
-                        None => return Some(End::Exhausted),
+                    let Some(item) = source.next() else {
+                        return Some(End::Exhausted);
+                    };
+                    pusher.push((taken, item));
+                    taken += 1;
+                    shared.taken.0.store(taken, Relaxed);
+                    if shared.after_push() {
+                        start_runner(Arc::clone(shared));
                     }
                 }
                 None
@@ -158,23 +170,14 @@ where
                 Ok(end) => end,
                 Err(payload) => Some(End::Panicked(payload)),
             };
-            taken += items.len() as u64;
-            shared.taken.0.store(taken, Relaxed);
             self.batching
-                .record_pulls(started.elapsed().as_nanos() as u64, items.len() as u64);
-            if !items.is_empty() {
-                let seq = taken - items.len() as u64;
-                let job = Job { index, seq, items };
-                index += 1;
-                if shared.dispatch(job) {
-                    start_runner(Arc::clone(shared));
-                }
-            }
+                .record_pulls(started.elapsed().as_nanos() as u64, taken - before);
             if let Some(end) = end {
                 break end;
             }
         };
-        shared.finish(end, index);
-        // The source is dropped here, on the feeder thread, after the consumer can see the end.
+        shared.finish(end, taken);
+        // The source is dropped here, on the feeder thread, after the consumer can see the
+        // end (silently: see `silent.rs`).
     }
 }

@@ -73,6 +73,7 @@ mod ring;
 // The scoped form shares std `Arc`s with `dyn` and `Weak`, which loom's `Arc` lacks.
 #[cfg(not(lazy_par_map_loom))]
 mod scope;
+mod silent;
 mod sync;
 mod try_map;
 

@@ -23,7 +23,7 @@ pub struct Config {
     pub ordered: bool,
     /// Runners allowed at once (the pool's thread count).
     pub max_runners: usize,
-    /// Items per job (`Batching::fixed`).
+    /// Items per refill (`Batching::fixed`) and per runner batch.
     pub batch: u64,
 }
 
@@ -48,28 +48,23 @@ where
     F: Fn(I::Item) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let shared = Arc::new(Shared::new(
-        f,
-        config.cap,
-        config.ordered,
-        None,
-        config.max_runners,
-    ));
+    let (mut feeder, shared) = Feeder::adaptive(source, |queue| {
+        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None);
+        shared.loom_batch = config.batch as usize;
+        shared
+    });
+    feeder.batching = Batching::fixed(config.batch);
     let runners: Threads = Arc::new(Mutex::new(Vec::new()));
-    let feeder = Feeder {
-        source,
-        shared: Arc::clone(&shared),
-        batching: Batching::fixed(config.batch),
-    };
     let started = Arc::clone(&runners);
+    let threads = config.max_runners;
     let feeder = thread::spawn(move || {
-        feeder.run(|shared| {
+        feeder.run(threads, |shared| {
             let runner = thread::spawn(move || shared.run_jobs());
             started.lock().unwrap().push(runner);
         });
     });
     Run {
-        consumer: Some(Consumer::new(shared)),
+        consumer: Some(Consumer::new(shared, crate::pool::Pool::Global)),
         feeder: Some(feeder),
         runners,
     }

@@ -4,6 +4,7 @@ use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
 use crate::feeder::Feeder;
 use crate::pool::Pool;
+use crate::silent::drop_silently;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
@@ -293,7 +294,10 @@ where
     }
 }
 
-/// Builds the shared state and spawns the feeder thread.
+/// Builds the shared state and spawns the feeder thread. `f` runs on the adapter's pool:
+/// the one given to [`LazyParMap::pool`], else rayon's global pool, even when the adapter
+/// starts inside another pool's `install` (the feeder spawns runners from its own thread,
+/// which belongs to no pool).
 fn launch<I, F, R>(source: I, f: F, config: Config<R>) -> Consumer<I::Item, R, F>
 where
     I: Iterator + Send + 'static,
@@ -301,22 +305,30 @@ where
     F: Fn(I::Item) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let (feeder, shared) = Feeder::adaptive(source, config.shared(f, config.pool.num_threads()));
+    let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
     let pool = config.pool;
+    let runners_pool = pool.clone();
+    let threads = pool.num_threads_here();
     std::thread::Builder::new()
         .name("lazy-par-map-feeder".into())
         .spawn(move || {
-            feeder.run(|shared| {
+            let pool = runners_pool;
+            let threads = threads.unwrap_or_else(|| pool.num_threads());
+            feeder.run(threads, |shared| {
                 // Each runner holds the pool, so a custom pool outlives its last job.
                 let keep_alive = pool.clone();
                 pool.spawn(move || {
+                    keep_alive.mark_worker();
                     shared.run_jobs();
+                    // The last reference may drop `f`, whose `Drop` may panic: a panic
+                    // escaping a rayon `spawn` aborts, so it is dropped silently.
+                    drop_silently(shared);
                     drop(keep_alive);
                 });
             });
         })
         .expect("lazy_par_map: could not spawn the feeder thread");
-    Consumer::new(shared)
+    Consumer::new(shared, pool)
 }
 
 impl<I, F, R> Iterator for LazyParMap<I, F, R>

@@ -15,11 +15,25 @@ pub(crate) enum Pool {
 }
 
 impl Pool {
-    /// The pool's thread count: how many runners may drain an adapter's jobs at once.
+    /// The pool's thread count: how many runners may drain an adapter's items at once.
+    /// For the global pool, ask on a thread outside every pool (the feeder): on a worker
+    /// of a custom pool, inside its `install`, rayon answers for that pool instead.
     pub(crate) fn num_threads(&self) -> usize {
         match self {
             Pool::Global => rayon::current_num_threads(),
             Pool::Custom(pool) => pool.current_num_threads(),
+        }
+    }
+
+    /// The pool's thread count if it can be read on this thread: on a thread outside every
+    /// pool (for the global pool) or anywhere (for a custom pool). Read here rather than on
+    /// the feeder, because the first use of the global pool starts its threads, and Linux
+    /// names a new thread after the thread that starts it: read on the feeder, rayon's
+    /// threads would all be called `lazy-par-map-feeder`.
+    pub(crate) fn num_threads_here(&self) -> Option<usize> {
+        match self {
+            Pool::Global if rayon::current_thread_index().is_some() => None,
+            pool => Some(pool.num_threads()),
         }
     }
 
@@ -46,11 +60,55 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Whether the current thread is a rayon worker (of any pool). A consumer there must not
-/// simply block: it would take a thread from the pool that runs the jobs it waits for.
+/// Where a consumer's thread stands, for the adapter it waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Not a rayon worker: it may simply block.
+    Outside,
+    /// A worker of the adapter's own pool: it must not simply block (it would take a thread
+    /// from the pool that runs the jobs it waits for), so it runs the adapter's queued items
+    /// itself and other pool work, as rayon's own waits do.
+    OwnPool,
+    /// A worker of another pool: it runs none of the adapter's items (`f` runs on one pool
+    /// only), but keeps its own pool going with `rayon::yield_now`, since what it waits for
+    /// may depend on that pool (a source that is itself an adapter on it).
+    OtherPool,
+}
+
 #[cfg(not(lazy_par_map_loom))]
-pub(crate) fn on_worker() -> bool {
-    rayon::current_thread_index().is_some()
+thread_local! {
+    /// Set on a thread of rayon's global pool once one of our runners has run there: the
+    /// global pool has no handle to ask `current_thread_index` of.
+    static GLOBAL_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(not(lazy_par_map_loom))]
+impl Pool {
+    /// Where the current thread stands for an adapter on this pool. A worker of the global
+    /// pool on which none of our runners has run yet counts as [`Place::OtherPool`]: it
+    /// still makes progress (its `yield_now` runs the runners queued on its pool) and is
+    /// known as [`Place::OwnPool`] once one has run there.
+    pub(crate) fn place(&self) -> Place {
+        if rayon::current_thread_index().is_none() {
+            return Place::Outside;
+        }
+        let own = match self {
+            Pool::Global => GLOBAL_WORKER.with(std::cell::Cell::get),
+            Pool::Custom(pool) => pool.current_thread_index().is_some(),
+        };
+        if own {
+            Place::OwnPool
+        } else {
+            Place::OtherPool
+        }
+    }
+
+    /// Called by a runner at its start, on its pool's thread.
+    pub(crate) fn mark_worker(&self) {
+        if let Pool::Global = self {
+            GLOBAL_WORKER.with(|marked| marked.set(true));
+        }
+    }
 }
 
 /// Runs one pending job of the current thread's pool, as `rayon::yield_now` does; `true`
@@ -61,8 +119,10 @@ pub(crate) fn yield_now() -> bool {
 }
 
 #[cfg(lazy_par_map_loom)]
-pub(crate) fn on_worker() -> bool {
-    false
+impl Pool {
+    pub(crate) fn place(&self) -> Place {
+        Place::Outside
+    }
 }
 
 #[cfg(lazy_par_map_loom)]

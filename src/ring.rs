@@ -6,18 +6,21 @@
 //! claimed a slot for, a pull under way included); the consumer counts `yielded` (items
 //! `next()` has returned) and publishes it in an atomic after every item. The feeder may
 //! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
-//! never number more than `cap`. Items travel in *jobs*: a job is a run of consecutive
-//! items the feeder pulled while it held free slots; `slots` holds one entry per job, in
-//! order, and a job's results come back as one `Vec`. The feeder hands jobs over through a
-//! lock-free injector; a completion grows `slots` up to its own index, and the feeder's
-//! final `end` says how many jobs there were, so dispatching takes no lock.
+//! never number more than `cap`. Each item gets a sequence number (`seq`) and goes to the
+//! pool *as soon as it is pulled*: the feeder pushes it, with a plain store, on a FIFO whose
+//! other end the runners steal from. An item never waits for a later pull, so a source that
+//! blocks between two items (a quiet channel, a socket) strands nothing. Batching happens on
+//! the taking side: a runner steals a run of consecutive items (up to about
+//! `TARGET_BATCH_NANOS` of work, at most half the queue) and hands their results back as one
+//! [`Batch`], keyed by its first `seq`; the feeder's final `end` says how many items there
+//! were, so dispatching takes no lock.
 //!
 //! # Who waits on what, who wakes whom
-//! - The **consumer** waits on `consumer_cv` for the job at the head of `slots` (or, when
-//!   unordered, for any finished job). The runner that finishes *that* job wakes it; other
-//!   completions wake nobody.
+//! - The **consumer** waits on `consumer_cv` for the batch that starts at `next_seq` (or,
+//!   when unordered, for any finished batch). The runner that finishes *that* batch wakes
+//!   it; other completions wake nobody.
 //! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole job: hysteresis,
-//!   so a fast consumer wakes it once a job, not once an item). Under the lock it stores
+//!   so a fast consumer wakes it once a refill, not once an item). Under the lock it stores
 //!   `wake_feeder_at`, the `yielded` count that frees them, then re-reads `yielded`. The
 //!   consumer, after every item, stores `yielded` (`Release`: a plain store) and reads
 //!   `wake_feeder_at`; if it has reached it, it takes the lock and wakes the feeder. A
@@ -33,11 +36,13 @@
 //!   feeder, and takes every finished result out to drop it outside the lock.
 //!
 //! No lock of ours is held while user code runs: `f`, the source's `next()`, a `Drop` of an
-//! item or a result, rayon's `spawn`, or a `Waker`.
+//! item or a result, rayon's `spawn`, or a `Waker`'s clone, wake or drop. A `Drop` of ours
+//! that panics is caught and discarded ([`crate::silent`]).
 
-use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Injector, Mutex};
+use crate::silent::{drop_silently, Silent};
+use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Local, Mutex, Queue};
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
@@ -45,12 +50,18 @@ use std::time::{Duration, Instant};
 /// A panic payload, carried from the thread that caught it to the consumer.
 pub(crate) type Payload = Box<dyn Any + Send + 'static>;
 
-/// How long the feeder waits for a whole job's worth of free slots before it refills
+/// How long the feeder waits for a whole refill's worth of free slots before it refills
 /// whatever is free.
 pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
 
 /// The longest timed sleep of a feeder waiting for a free slot.
 const MAX_PATIENCE: Duration = Duration::from_millis(256);
+
+/// A runner's batch should take about this long to run, so that its fixed cost (a steal, a
+/// lock, perhaps a wake-up) is a few percent of it.
+const TARGET_BATCH_NANOS: u64 = 200_000;
+/// The largest batch a runner steals, in items.
+const MAX_BATCH: u64 = 16_384;
 
 /// How many times a runner with an empty queue yields its thread before it exits. Measured
 /// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
@@ -62,12 +73,12 @@ const RUNNER_LINGER: u32 = 16;
 #[cfg(lazy_par_map_loom)]
 const RUNNER_LINGER: u32 = 0;
 
-/// How many times a consumer yields its thread, waiting for the next job, before it sleeps
+/// How many times a consumer yields its thread, waiting for the next batch, before it sleeps
 /// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns).
 #[cfg(not(lazy_par_map_loom))]
 const CONSUMER_SPIN: u32 = 8;
 
-/// How many times the feeder yields its thread, waiting for a whole job of free slots,
+/// How many times the feeder yields its thread, waiting for a whole refill of free slots,
 /// before it sleeps. Measured on 2 cores (`f` of 2 ns and of 0.2 µs, buffers 256 to 16384):
 /// 0 gave 0.08x / 0.9x / 1.35x sequential on tiny@1024 / small@256 / small@1024, 16 gave
 /// 0.17x / 1.5x / 1.7x, 32 no better.
@@ -79,30 +90,25 @@ const FEEDER_SPIN: u32 = 0;
 const CONSUMER_SPIN: u32 = 0;
 
 /// How long a consumer on a rayon worker blocks before it looks for pool work again.
-const HELP_POLL: Duration = Duration::from_millis(1);
+pub(crate) const HELP_POLL: Duration = Duration::from_millis(1);
 
-/// A run of consecutive items, handed from the feeder to the pool through the injector.
-pub(crate) struct Job<T> {
-    /// The job's index: its slot is `slots[index - first]`.
-    pub(crate) index: u64,
-    /// The sequence number of `items[0]`.
-    pub(crate) seq: u64,
-    /// The items, in source order.
-    pub(crate) items: Vec<T>,
+/// An item on its way to the pool, with its sequence number.
+pub(crate) type Item<T> = (u64, T);
+
+/// The results of a run of consecutive items `seq..seq + covered` that one runner took.
+pub(crate) struct Batch<R> {
+    /// The sequence number of the run's first item.
+    seq: u64,
+    /// How many items the run took: results, the item that panicked, and items skipped
+    /// after a stop.
+    covered: u64,
+    /// The results, in input order.
+    pub(crate) results: Vec<R>,
+    /// The panic of the item after the last result, if `f` panicked.
+    pub(crate) panic: Option<Payload>,
 }
 
-/// The state of one job's slot.
-enum Slot<R> {
-    /// Dispatched; its results are not back yet.
-    Pending,
-    /// Finished: the results, and the panic that stopped the job, if `f` panicked.
-    Done(Batch<R>),
-}
-
-/// Results of one job: the values, then the panic of the item after the last value, if any.
-pub(crate) type Batch<R> = (Vec<R>, Option<Payload>);
-
-/// How the source ended, recorded by the feeder after its last job.
+/// How the source ended, recorded by the feeder after its last item.
 pub(crate) enum End {
     /// The source returned `None`, or the adapter stopped taking items.
     Exhausted,
@@ -112,9 +118,9 @@ pub(crate) enum End {
 
 /// What the consumer gets from [`Shared::next_batch`].
 pub(crate) enum Next<R> {
-    /// The next job's results (ordered), or any finished job's (unordered).
+    /// The next batch (ordered), or any finished batch (unordered).
     Batch(Batch<R>),
-    /// No job is left and the feeder has ended.
+    /// No item is left and the feeder has ended.
     End(End),
     /// Nothing is ready and the deadline passed.
     NotReady,
@@ -122,15 +128,15 @@ pub(crate) enum Next<R> {
 
 /// Everything behind the lock.
 struct Ring<R> {
-    /// Jobs handed to the consumer so far; in ordered mode, the index of `slots[0]`.
-    first: u64,
-    /// Jobs from `first` on, in order, up to the last one finished (ordered mode only).
-    /// A completion grows it with `Pending` entries, so dispatching takes no lock.
-    slots: VecDeque<Slot<R>>,
-    /// Finished jobs in completion order (unordered mode only).
+    /// Items accounted for by the batches the consumer has taken: in ordered mode, the
+    /// `seq` of the next batch it needs.
+    next_seq: u64,
+    /// Finished batches by first `seq` (ordered mode).
+    done: BTreeMap<u64, Batch<R>>,
+    /// Finished batches in completion order (unordered mode).
     ready: VecDeque<Batch<R>>,
-    /// Set by the feeder once it will dispatch no more jobs: how the source ended, and
-    /// how many jobs there were.
+    /// Set by the feeder once it will dispatch no more items: how the source ended, and
+    /// how many items there were.
     end: Option<(End, u64)>,
     /// The consumer sleeps on `consumer_cv`, or its task waits on `waker`.
     consumer_waits: bool,
@@ -156,59 +162,64 @@ struct Flags {
 
 /// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
 pub(crate) struct Shared<T, R, F> {
-    /// The user's function.
-    f: F,
+    /// The user's function; dropped silently wherever the last thread lets go of it.
+    f: Silent<F>,
     /// The number of item slots (`u64::MAX` when unbounded).
     pub(crate) cap: u64,
     /// Yield in input order (`true`) or in completion order.
     ordered: bool,
     /// A result that ends the stream after itself (the `Err` of the fallible form).
     stop_when: Option<fn(&R) -> bool>,
-    /// Runners allowed at once: the pool's thread count.
-    pub(crate) max_runners: usize,
+    /// Runners allowed at once: the pool's thread count, set by the feeder as it starts
+    /// (it asks the pool from its own thread, outside every `install`).
+    max_runners: AtomicUsize,
     /// Items the consumer has returned; written by the consumer after every item.
     yielded: Padded<AtomicU64>,
-    /// Items the feeder has taken (for `stats`); written by the feeder after every item.
+    /// Items the source has returned (for `stats`); written by the feeder after every item.
     pub(crate) taken: Padded<AtomicU64>,
     /// The `yielded` count at which the waiting feeder wants a wake-up (`u64::MAX`: none).
     /// Read by the consumer after every item, written rarely: a line of its own.
     wake_feeder_at: Padded<AtomicU64>,
     /// Read by the feeder and the runners after every item, written once: a line of its own.
     flags: Padded<Flags>,
-    /// Recent cost of `f` per item, in nanoseconds (0: not known yet); guides batching.
+    /// Recent cost of `f` per item, in nanoseconds (0: not known yet); sizes batches.
     pub(crate) f_nanos: AtomicU64,
     /// Time the feeder spent waiting for free slots, in nanoseconds (for `stats`).
     pub(crate) feeder_wait_nanos: AtomicU64,
-    /// The feeder has ended: no job will come.
+    /// The feeder has ended: no item will come.
     feeder_done: AtomicBool,
-    /// A consumer on a rayon worker waits and can run jobs: wake it for each new job.
+    /// A consumer on a worker of the adapter's pool waits and can run items: wake it for
+    /// each new item.
     helper_waits: AtomicBool,
     /// Runners currently draining `queue`.
     runners: AtomicUsize,
-    /// Jobs dispatched and not yet started.
-    queue: Injector<Job<T>>,
-    /// The slots, the end, and who waits.
+    /// Items pulled and not yet started; items left in it are dropped silently.
+    queue: Silent<Queue<Item<T>>>,
+    /// The finished batches, the end, and who waits.
     ring: Mutex<Ring<R>>,
     /// The consumer waits here for results.
     consumer_cv: Condvar,
     /// The feeder waits here for free slots.
     feeder_cv: Condvar,
+    /// Items a runner takes at once under loom, where timing must not steer the model.
+    #[cfg(lazy_par_map_loom)]
+    pub(crate) loom_batch: usize,
 }
 
 impl<T, R, F> Shared<T, R, F> {
     pub(crate) fn new(
         f: F,
+        queue: Queue<Item<T>>,
         cap: u64,
         ordered: bool,
         stop_when: Option<fn(&R) -> bool>,
-        max_runners: usize,
     ) -> Self {
         Shared {
-            f,
+            f: Silent::new(f),
             cap,
             ordered,
             stop_when,
-            max_runners: max_runners.max(1),
+            max_runners: AtomicUsize::new(1),
             yielded: Padded(AtomicU64::new(0)),
             taken: Padded(AtomicU64::new(0)),
             wake_feeder_at: Padded(AtomicU64::new(u64::MAX)),
@@ -221,10 +232,10 @@ impl<T, R, F> Shared<T, R, F> {
             feeder_done: AtomicBool::new(false),
             helper_waits: AtomicBool::new(false),
             runners: AtomicUsize::new(0),
-            queue: Injector::new(),
+            queue: Silent::new(queue),
             ring: Mutex::new(Ring {
-                first: 0,
-                slots: VecDeque::new(),
+                next_seq: 0,
+                done: BTreeMap::new(),
                 ready: VecDeque::new(),
                 end: None,
                 consumer_waits: false,
@@ -234,10 +245,23 @@ impl<T, R, F> Shared<T, R, F> {
             }),
             consumer_cv: Condvar::default(),
             feeder_cv: Condvar::default(),
+            #[cfg(lazy_par_map_loom)]
+            loom_batch: 1,
         }
     }
 
     // ---- the feeder's side ------------------------------------------------------------
+
+    /// Sets how many runners may run at once (the pool's thread count); the feeder calls it
+    /// before its first dispatch.
+    pub(crate) fn set_max_runners(&self, threads: usize) {
+        self.max_runners.store(threads.max(1), Relaxed);
+    }
+
+    /// How many runners may run at once.
+    pub(crate) fn max_runners(&self) -> usize {
+        self.max_runners.load(Relaxed)
+    }
 
     /// Whether the feeder should stop taking items.
     pub(crate) fn is_stopped(&self) -> bool {
@@ -257,8 +281,8 @@ impl<T, R, F> Shared<T, R, F> {
     pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> Option<u64> {
         let started = Instant::now();
         let mut want = want.clamp(1, self.cap);
-        // A batch's worth of slots is usually a few microseconds away: yield before sleeping.
-        // (One slot at a time means a slow `f` or source: sleep at once.)
+        // A refill's worth of slots is usually a few microseconds away: yield before
+        // sleeping. (One slot at a time means a slow `f` or source: sleep at once.)
         let target = (taken + want).saturating_sub(self.cap);
         let spins = if want > 1 { FEEDER_SPIN } else { 0 };
         for _ in 0..spins {
@@ -295,46 +319,34 @@ impl<T, R, F> Shared<T, R, F> {
         free
     }
 
-    /// While `f`'s cost is unknown, the feeder sends one item per job; a ring of thousands
-    /// of such jobs would cost the feeder (and the cores that run the first items) more
-    /// than the items themselves. So once every thread has work, the feeder waits for the
-    /// first job's measure, at most [`HYSTERESIS`]; with a slow `f` it then goes on filling
-    /// the ring one item per job, with a fast one in batches.
-    pub(crate) fn await_first_cost(&self) {
-        let mut ring = self.ring.lock();
-        if self.f_nanos.load(Relaxed) == 0 && !self.is_stopped() {
-            ring.feeder_waits = true;
-            self.feeder_cv.wait_for(&mut ring, HYSTERESIS);
-            ring.feeder_waits = false;
-        }
-    }
-
-    /// Gives a job to the pool, through the injector; no lock. Returns `true` if the caller
-    /// must start a runner.
-    pub(crate) fn dispatch(&self, job: Job<T>) -> bool {
-        self.queue.push(job);
-        // Pairs with the fence in `run_jobs`: either that runner sees this job, or we see
+    /// After the feeder pushed an item: makes sure someone will run it. Returns `true` if
+    /// the caller must start a runner. No lock, unless a consumer on a worker waits.
+    #[inline]
+    pub(crate) fn after_push(&self) -> bool {
+        // Pairs with the fence in `run_jobs`: either that runner sees this item, or we see
         // that it has left and start another. Likewise with a consumer that waits on a
-        // rayon worker (`helper_waits`): it sees the job, or we wake it to run the job.
+        // worker of the pool (`helper_waits`): it sees the item, or we wake it to run it.
         fence(SeqCst);
-        if self.helper_waits.load(SeqCst) {
+        if self.helper_waits.load(Relaxed) {
             self.wake_consumer(self.ring.lock());
         }
         self.claim_runner()
     }
 
-    /// Records how the source ended, after `jobs` jobs; the feeder dispatches nothing more.
-    pub(crate) fn finish(&self, end: End, jobs: u64) {
+    /// Records how the source ended, after `items` items; the feeder dispatches nothing
+    /// more.
+    pub(crate) fn finish(&self, end: End, items: u64) {
         self.feeder_done.store(true, Relaxed);
         let mut ring = self.ring.lock();
-        ring.end = Some((end, jobs));
+        ring.end = Some((end, items));
         self.wake_consumer(ring);
     }
 
     fn claim_runner(&self) -> bool {
+        let max = self.max_runners();
         let mut running = self.runners.load(SeqCst);
         loop {
-            if running >= self.max_runners {
+            if running >= max {
                 return false;
             }
             match self
@@ -353,82 +365,113 @@ impl<T, R, F> Shared<T, R, F>
 where
     F: Fn(T) -> R,
 {
-    /// A runner's body, spawned on the pool: run jobs until the injector is empty. It never
+    /// A runner's body, spawned on the pool: run batches until the queue is empty. It never
     /// unwinds (a panic escaping a rayon `spawn` aborts the process).
     pub(crate) fn run_jobs(&self) {
+        let local = Local::new();
         loop {
-            while let Some(job) = self.next_job() {
-                self.run_job(job);
+            while let Some(first) = self.next_item(&local) {
+                self.run_batch(first, Some(&local));
             }
             self.runners.fetch_sub(1, SeqCst);
             fence(SeqCst);
-            if self.queue.is_empty() || !self.claim_runner() {
+            if self.queue.get().is_empty() || !self.claim_runner() {
                 return;
             }
         }
     }
 
-    /// The next job for a runner. When the queue is empty the runner lingers a little
-    /// (yielding its thread to whoever is runnable) before it gives up, because a stream
-    /// of cheap jobs would otherwise cost a rayon `spawn` and a wake-up per job.
+    /// How many items a runner takes at once: one while `f`'s cost is unknown, about
+    /// [`TARGET_BATCH_NANOS`] of work once it is known, and never so many that fewer than
+    /// two batches per thread fit in the ring.
+    fn batch_limit(&self) -> usize {
+        #[cfg(lazy_par_map_loom)]
+        return self.loom_batch;
+        #[cfg(not(lazy_par_map_loom))]
+        let f_nanos = self.f_nanos.load(Relaxed);
+        #[cfg(not(lazy_par_map_loom))]
+        {
+            if f_nanos == 0 {
+                return 1;
+            }
+            let by_cost = TARGET_BATCH_NANOS / f_nanos;
+            let by_ring = self.cap / (2 * self.max_runners() as u64);
+            by_cost.min(by_ring).clamp(1, MAX_BATCH) as usize
+        }
+    }
+
+    /// The next run of items for a runner: the first, and the rest in `local`. When the
+    /// queue is empty the runner lingers a little (yielding its thread to whoever is
+    /// runnable) before it gives up, because a stream of cheap items would otherwise cost a
+    /// rayon `spawn` and a wake-up per batch.
     #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
-    fn next_job(&self) -> Option<Job<T>> {
+    fn next_item(&self, local: &Local<Item<T>>) -> Option<Item<T>> {
+        let queue = self.queue.get();
         for _ in 0..RUNNER_LINGER {
-            if let Some(job) = self.queue.steal() {
-                return Some(job);
+            if let Some(item) = queue.steal_batch(local, self.batch_limit()) {
+                return Some(item);
             }
             if self.is_stopped() || self.feeder_done.load(Relaxed) {
                 return None;
             }
             std::thread::yield_now();
         }
-        self.queue.steal()
+        queue.steal_batch(local, self.batch_limit())
     }
 
-    /// Runs one job from the injector on the calling thread, if there is one.
+    /// Runs one queued item on the calling thread (a consumer that helps), if there is one.
     pub(crate) fn run_one(&self) -> bool {
-        match self.queue.steal() {
-            Some(job) => {
-                self.run_job(job);
+        match self.queue.get().steal() {
+            Some(item) => {
+                self.run_batch(item, None);
                 true
             }
             None => false,
         }
     }
 
-    fn run_job(&self, job: Job<T>) {
-        let Job { index, seq, items } = job;
-        let count = items.len() as u64;
+    /// Runs `first` and the items in `rest`, then stores their results as one batch. Items
+    /// wait in `rest`, outside the unwinding code, so that a panic of `f` never drops them
+    /// while it unwinds: they are dropped afterwards, silently.
+    fn run_batch(&self, first: Item<T>, rest: Option<&Local<Item<T>>>) {
+        let seq = first.0;
         let started = Instant::now();
-        let mut out = Vec::with_capacity(items.len());
-        // Everything the user's code does, including dropping inputs, stays inside.
+        let mut results = Vec::new();
+        let mut covered = 0u64;
+        let mut first = Some(first);
+        let mut next = || first.take().or_else(|| rest.and_then(Local::pop));
+        let f = self.f.get();
+        let flags = &self.flags.0;
         let caught = catch_unwind(AssertUnwindSafe(|| {
-            for (seq, item) in (seq..).zip(items) {
-                let flags = &self.flags.0;
-                if flags.cancelled.load(Relaxed) || seq > flags.stop_at.load(Relaxed) {
-                    break;
+            while let Some((at, item)) = next() {
+                covered += 1;
+                if flags.cancelled.load(Relaxed) || at > flags.stop_at.load(Relaxed) {
+                    drop_silently(item);
+                    continue;
                 }
-                let result = (self.f)(item);
+                let result = f(item);
                 if self.stop_when.is_some_and(|stop| stop(&result)) {
-                    flags.stop_at.fetch_min(seq, SeqCst);
+                    flags.stop_at.fetch_min(at, SeqCst);
                 }
-                out.push(result);
+                results.push(result);
             }
         }));
         let panic = match caught {
             Ok(()) => None,
             Err(payload) => {
-                // Items after the panicking one are not wanted.
-                self.flags
-                    .0
-                    .stop_at
-                    .fetch_min(seq + out.len() as u64, SeqCst);
+                // Items after the panicking one are not wanted; those still in hand are
+                // dropped here, where their panics can be caught.
+                flags.stop_at.fetch_min(seq + covered - 1, SeqCst);
+                while let Some((_, item)) = next() {
+                    covered += 1;
+                    drop_silently(item);
+                }
                 Some(payload)
             }
         };
         let mut first_measure = false;
-        if count > 0 && !out.is_empty() {
-            let per_item = started.elapsed().as_nanos() as u64 / out.len() as u64;
+        if !results.is_empty() {
+            let per_item = started.elapsed().as_nanos() as u64 / results.len() as u64;
             let old = self.f_nanos.load(Relaxed);
             let new = if old == 0 {
                 per_item
@@ -438,33 +481,35 @@ where
             self.f_nanos.store(new.max(1), Relaxed);
             first_measure = old == 0;
         }
-        if let Some(unwanted) = self.complete(index, (out, panic)) {
-            // Cancelled: drop the results here, outside the lock; a panicking `Drop` must
-            // not unwind into rayon.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(unwanted)));
+        let batch = Batch {
+            seq,
+            covered,
+            results,
+            panic,
+        };
+        if let Some(unwanted) = self.complete(batch) {
+            // Cancelled: drop the results here, outside the lock.
+            drop_silently(unwanted);
         }
         if first_measure {
-            // The feeder may be waiting for this first measure (`await_first_cost`); the
-            // consumer, woken by `complete`, goes first.
+            // The feeder may be sizing its refills by this first measure; the consumer,
+            // woken by `complete`, goes first.
             self.wake_feeder();
         }
     }
 }
 
 impl<T, R, F> Shared<T, R, F> {
-    /// Stores a job's results; hands them back if the adapter was cancelled.
-    fn complete(&self, index: u64, batch: Batch<R>) -> Option<Batch<R>> {
+    /// Stores a batch's results; hands them back if the adapter was cancelled.
+    fn complete(&self, batch: Batch<R>) -> Option<Batch<R>> {
         let mut ring = self.ring.lock();
         if self.flags.0.cancelled.load(Relaxed) {
             return Some(batch);
         }
         if self.ordered {
-            let at = (index - ring.first) as usize;
-            if at >= ring.slots.len() {
-                ring.slots.resize_with(at + 1, || Slot::Pending);
-            }
-            ring.slots[at] = Slot::Done(batch);
-            if at == 0 {
+            let head = batch.seq == ring.next_seq;
+            ring.done.insert(batch.seq, batch);
+            if head {
                 self.wake_consumer(ring);
             }
         } else {
@@ -523,38 +568,38 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Takes the next finished job without waiting.
+    /// Takes the next finished batch without waiting.
     fn try_take(&self, ring: &mut Ring<R>) -> Option<Next<R>> {
         let batch = if self.ordered {
-            match ring.slots.front() {
-                Some(Slot::Done(_)) => match ring.slots.pop_front() {
-                    Some(Slot::Done(batch)) => Some(batch),
-                    _ => unreachable!("the front slot was just seen done"),
-                },
+            match ring.done.first_entry() {
+                Some(entry) if *entry.key() == ring.next_seq => Some(entry.remove()),
                 _ => None,
             }
         } else {
             ring.ready.pop_front()
         };
         if let Some(batch) = batch {
-            ring.first += 1;
+            ring.next_seq += batch.covered;
             return Some(Next::Batch(batch));
         }
         match ring.end {
-            Some((_, jobs)) if ring.first == jobs => ring.end.take().map(|(end, _)| Next::End(end)),
+            Some((_, items)) if ring.next_seq == items => {
+                ring.end.take().map(|(end, _)| Next::End(end))
+            }
             _ => None,
         }
     }
 
     /// The consumer's wait for the next batch, until `deadline` (`None`: no limit). On a
-    /// rayon worker thread (`on_worker`), it runs this adapter's queued jobs itself and
-    /// then the pool's other work (`rayon::yield_now`), and sleeps only in short spells,
-    /// so that a pool of one thread, or a nested adapter, still makes progress.
+    /// worker of the adapter's own pool it runs the adapter's queued items itself, and on
+    /// any rayon worker the pool's other work (`rayon::yield_now`); it sleeps only in short
+    /// spells there, so that a pool of one thread, or a nested adapter, still progresses.
     #[cfg_attr(lazy_par_map_loom, allow(clippy::absurd_extreme_comparisons))]
-    pub(crate) fn next_batch(&self, on_worker: bool, deadline: Option<Instant>) -> Next<R>
+    pub(crate) fn next_batch(&self, place: Place, deadline: Option<Instant>) -> Next<R>
     where
         F: Fn(T) -> R,
     {
+        let on_worker = place != Place::Outside;
         let mut spins = 0;
         loop {
             let mut ring = self.ring.lock();
@@ -562,7 +607,7 @@ impl<T, R, F> Shared<T, R, F> {
                 return next;
             }
             if !on_worker && spins < CONSUMER_SPIN && deadline.is_none() {
-                // A job is usually a few microseconds from done: yield rather than sleep.
+                // A batch is usually a few microseconds from done: yield rather than sleep.
                 spins += 1;
                 self.nudge_feeder(&mut ring);
                 drop(ring);
@@ -571,18 +616,12 @@ impl<T, R, F> Shared<T, R, F> {
             }
             // Waits with a deadline (`try_next`, `next_timeout`) never run a job: a job could
             // overrun the deadline by any amount.
-            let helps = on_worker && deadline.is_none();
-            if helps {
+            if on_worker && deadline.is_none() {
                 drop(ring);
-                if self.run_one() || crate::pool::yield_now() {
-                    continue;
-                }
-                ring = self.ring.lock();
-                if let Some(next) = self.try_take(&mut ring) {
-                    return next;
-                }
-                if !self.announce_helper() {
-                    continue;
+                match self.help(place) {
+                    Help::Progressed => continue,
+                    Help::Ready(next) => return next,
+                    Help::Idle(guard) => ring = guard,
                 }
             }
             let timeout = match deadline {
@@ -610,11 +649,33 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// A consumer on a rayon worker is about to wait: from now on the feeder wakes it for
-    /// every new job, which it can run itself. Returns `false` if a job came in meanwhile.
+    /// One round of help by a consumer on a rayon worker: run a queued item of this adapter
+    /// (its own pool only), else one job of the thread's pool. When there was nothing to
+    /// do, returns the lock, with `helper_waits` announced on the own pool.
+    fn help(&self, place: Place) -> Help<'_, R>
+    where
+        F: Fn(T) -> R,
+    {
+        let own = place == Place::OwnPool;
+        if (own && self.run_one()) || crate::pool::yield_now() {
+            return Help::Progressed;
+        }
+        let mut ring = self.ring.lock();
+        if let Some(next) = self.try_take(&mut ring) {
+            return Help::Ready(next);
+        }
+        if own && !self.announce_helper() {
+            return Help::Progressed;
+        }
+        Help::Idle(ring)
+    }
+
+    /// A consumer on a worker of the adapter's pool is about to wait: from now on the feeder
+    /// wakes it for every new item, which it can run itself. Returns `false` if an item
+    /// came in meanwhile.
     fn announce_helper(&self) -> bool {
         self.helper_waits.store(true, SeqCst);
-        if self.queue.is_empty() {
+        if self.queue.get().is_empty() {
             true
         } else {
             self.helper_waits.store(false, Relaxed);
@@ -622,64 +683,119 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// The take of an async consumer: on `None`, `waker` is woken when the next batch may
-    /// be ready. On a rayon worker (a blocking executor there) it first runs this adapter's
-    /// queued jobs, as `next()` does, so a pool of one thread still makes progress.
+    /// The take of an async consumer: on `None`, `waker` will be woken when the next batch
+    /// may be ready. On a rayon worker (a blocking executor there, such as `block_on`) it
+    /// helps and waits as `next()` does, for one [`HELP_POLL`] at most, then asks to be
+    /// polled again at once: that thread blocks anyway, and it keeps the pool's other
+    /// work (another adapter feeding this one, say) going.
     #[cfg(feature = "stream")]
-    pub(crate) fn poll_batch(&self, waker: &std::task::Waker, on_worker: bool) -> Option<Next<R>>
+    pub(crate) fn poll_batch(&self, waker: &std::task::Waker, place: Place) -> Option<Next<R>>
     where
         F: Fn(T) -> R,
     {
+        if place != Place::Outside {
+            return match self.next_batch_within(place, HELP_POLL) {
+                Some(next) => Some(next),
+                None => {
+                    waker.wake_by_ref();
+                    None
+                }
+            };
+        }
         let mut ring = self.ring.lock();
-        loop {
-            if let Some(next) = self.try_take(&mut ring) {
-                return Some(next);
-            }
-            if !on_worker {
-                break;
-            }
+        if let Some(next) = self.try_take(&mut ring) {
+            return Some(next);
+        }
+        // Register the waker. Its clone and drop are user code: never under our lock.
+        let same = matches!(&ring.waker, Some(w) if w.will_wake(waker));
+        let mut fresh = None;
+        if !same {
             drop(ring);
-            self.helper_waits.store(false, Relaxed);
-            let ran = self.run_one();
+            fresh = Some(waker.clone());
             ring = self.ring.lock();
-            if !ran {
-                if let Some(next) = self.try_take(&mut ring) {
-                    return Some(next);
-                }
-                if self.announce_helper() {
-                    break;
-                }
+            if let Some(next) = self.try_take(&mut ring) {
+                drop(ring);
+                drop(fresh);
+                return Some(next);
             }
         }
         self.nudge_feeder(&mut ring);
         ring.consumer_waits = true;
-        match &mut ring.waker {
-            Some(w) if w.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
-        }
+        let old = match fresh {
+            Some(fresh) => ring.waker.replace(fresh),
+            None => None,
+        };
+        drop(ring);
+        drop(old);
         None
     }
 
+    /// [`Shared::next_batch`] on a worker for at most about `patience`: `None` if nothing
+    /// came.
+    #[cfg(feature = "stream")]
+    fn next_batch_within(&self, place: Place, patience: Duration) -> Option<Next<R>>
+    where
+        F: Fn(T) -> R,
+    {
+        let deadline = Instant::now() + patience;
+        loop {
+            let mut ring = self.ring.lock();
+            if let Some(next) = self.try_take(&mut ring) {
+                return Some(next);
+            }
+            drop(ring);
+            ring = match self.help(place) {
+                Help::Progressed => continue,
+                Help::Ready(next) => return Some(next),
+                Help::Idle(ring) => ring,
+            };
+            let left = deadline.checked_duration_since(Instant::now())?;
+            ring.consumer_waits = true;
+            self.nudge_feeder(&mut ring);
+            self.consumer_cv.wait_for(&mut ring, left);
+            ring.consumer_waits = false;
+            self.helper_waits.store(false, Relaxed);
+            if let Some(next) = self.try_take(&mut ring) {
+                return Some(next);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
     /// Stops everything: the feeder takes no more items, runners skip work not started, and
-    /// finished results are dropped (here, outside the lock). Idempotent.
+    /// finished results are dropped (here, outside the lock, silently). Idempotent.
     pub(crate) fn cancel(&self) {
         self.flags.0.cancelled.store(true, SeqCst);
-        let (slots, ready) = {
+        let taken = {
             let mut ring = self.ring.lock();
             if ring.feeder_waits {
                 ring.feeder_waits = false;
                 self.feeder_cv.notify_one();
             }
             #[cfg(feature = "stream")]
-            ring.waker.take();
-            let first = ring.first + ring.slots.len() as u64;
-            ring.first = first;
+            let waker = ring.waker.take();
+            #[cfg(not(feature = "stream"))]
+            let waker = ();
             (
-                std::mem::take(&mut ring.slots),
+                std::mem::take(&mut ring.done),
                 std::mem::take(&mut ring.ready),
+                waker,
             )
         };
-        drop(slots);
-        drop(ready);
+        drop_silently(taken);
     }
 }
+
+/// What one round of [`Shared::help`] did.
+enum Help<'a, R> {
+    /// It ran something: look again.
+    Progressed,
+    /// The next batch was there.
+    Ready(Next<R>),
+    /// Nothing to do: the lock, to wait with.
+    Idle(crate::sync::Guard<'a, Ring<R>>),
+}
+
+use crate::pool::Place;

@@ -1,9 +1,11 @@
 //! Scoped adapters: the source, the items and `f` may borrow from the caller's stack.
 //!
 //! Soundness comes from two standard scopes, not from any `Drop`: the feeder threads are
-//! `std::thread::scope` threads and the jobs are `rayon::in_place_scope` jobs, so both are
-//! joined before [`scope`] returns, whatever the caller did with its adapters (dropped,
-//! leaked with `mem::forget`, or still half-consumed). For liveness, [`scope`] cancels
+//! `std::thread::scope` threads, and each feeder spawns its runners in a
+//! `rayon::in_place_scope` of its own, which returns only once they have finished; so
+//! both are joined before [`scope`] returns, whatever the caller did with its adapters
+//! (dropped, leaked with `mem::forget`, or still half-consumed). The feeder's thread belongs
+//! to no pool, so its scope's jobs run on rayon's global pool, as the other forms' do. For liveness, [`scope`] cancels
 //! every adapter made in it once its closure returns or unwinds, so that a forgotten
 //! adapter's feeder stops waiting for a consumer that will never come.
 
@@ -11,7 +13,9 @@ use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
 use crate::feeder::Feeder;
 use crate::map::{NextTimeoutError, Stats, TryNextError};
+use crate::pool::Pool;
 use crate::ring::Shared;
+use crate::silent::drop_silently;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::{Arc, Mutex, Weak};
@@ -62,9 +66,10 @@ impl Drop for CancelAll<'_, '_> {
 /// Runs `f` with a [`Scope`] in which adapters may borrow non-`'static` data, and returns
 /// its result once every feeder thread and job of those adapters has finished.
 ///
-/// `f` runs on the calling thread. Jobs run on the current rayon pool (the pool of the
-/// calling thread if it is a worker, else the global pool). When `f` returns, adapters
-/// still alive are cancelled as if dropped. A feeder blocked inside the source's `next()`
+/// `f` runs on the calling thread. The adapters' jobs run on rayon's global pool, like
+/// those of [`LazyParMapExt::lazy_par_map`](crate::LazyParMapExt::lazy_par_map) without
+/// `pool`, even when `scope` is called inside another pool's `install`. When `f` returns,
+/// adapters still alive are cancelled as if dropped. A feeder blocked inside the source's `next()`
 /// delays the return until that call returns.
 ///
 /// # Examples
@@ -91,16 +96,11 @@ impl Drop for CancelAll<'_, '_> {
 /// ```
 pub fn scope<'env, T>(f: impl for<'scope> FnOnce(&Scope<'scope, 'env>) -> T) -> T {
     let registry: Registry<'env> = Mutex::new(Vec::new());
-    let threads = rayon::current_num_threads();
-    rayon::in_place_scope(|pool| {
-        std::thread::scope(|spawner| {
-            let _cancel_all = CancelAll(&registry);
-            f(&Scope {
-                pool,
-                spawner,
-                registry: &registry,
-                threads,
-            })
+    std::thread::scope(|spawner| {
+        let _cancel_all = CancelAll(&registry);
+        f(&Scope {
+            spawner,
+            registry: &registry,
         })
     })
 }
@@ -108,20 +108,17 @@ pub fn scope<'env, T>(f: impl for<'scope> FnOnce(&Scope<'scope, 'env>) -> T) -> 
 /// A scope for adapters that borrow; see [`scope`].
 #[derive(Clone, Copy)]
 pub struct Scope<'scope, 'env: 'scope> {
-    /// Where the jobs run.
-    pool: &'scope rayon::Scope<'env>,
     /// Where the feeder threads run.
     spawner: &'scope (dyn SpawnThread<'scope> + Sync),
     /// The adapters made here.
     registry: &'scope Registry<'env>,
-    /// The pool's thread count.
-    threads: usize,
 }
 
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let adapters = self.registry.lock().map_or(0, |registry| registry.len());
         f.debug_struct("Scope")
-            .field("threads", &self.threads)
+            .field("adapters", &adapters)
             .finish_non_exhaustive()
     }
 }
@@ -163,7 +160,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         R: Send + 'env,
     {
         move |source, f, config| {
-            let (feeder, shared) = Feeder::adaptive(source, config.shared(f, self.threads));
+            let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
             {
                 let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
                 if registry.len() >= 64 && registry.len().is_power_of_two() {
@@ -172,11 +169,21 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 let erased: Arc<dyn Cancel + 'env> = shared.clone();
                 registry.push(Arc::downgrade(&erased));
             }
-            let pool = self.pool;
+            let threads = Pool::Global.num_threads_here();
             self.spawner.spawn_thread(Box::new(move || {
-                feeder.run(|shared| pool.spawn(move |_| shared.run_jobs()));
+                // On this thread, outside every pool: the global pool's size and scope.
+                let threads = threads.unwrap_or_else(rayon::current_num_threads);
+                rayon::in_place_scope(|jobs| {
+                    feeder.run(threads, |shared| {
+                        jobs.spawn(move |_| {
+                            Pool::Global.mark_worker();
+                            shared.run_jobs();
+                            drop_silently(shared);
+                        });
+                    });
+                });
             }));
-            Consumer::new(shared)
+            Consumer::new(shared, Pool::Global)
         }
     }
 }

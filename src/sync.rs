@@ -1,7 +1,7 @@
 //! The synchronisation primitives the ring protocol is written against.
 //!
 //! Normally these are `parking_lot`'s `Mutex`/`Condvar`, std's atomics and `Arc`, and
-//! `crossbeam-deque`'s `Injector`. Under `--cfg lazy_par_map_loom` they are loom's, so that
+//! `crossbeam-deque`'s FIFO of items. Under `--cfg lazy_par_map_loom` they are loom's, so that
 //! `tests/loom.rs` can explore every interleaving of the protocol in `ring.rs`. loom cannot
 //! model `parking_lot` or `crossbeam-deque` themselves; it models the protocol built on them.
 //! Callers always wait in a `while` loop, so the code stays right under loom's spurious
@@ -53,20 +53,46 @@ mod imp {
         }
     }
 
-    /// The multi-producer, multi-consumer FIFO of jobs not yet started.
-    pub(crate) struct Injector<J>(crossbeam_deque::Injector<J>);
+    /// The feeder's end of the FIFO of items not yet started: it alone pushes, each item
+    /// with a plain store (crossbeam-deque's `Worker`, used first in, first out).
+    pub(crate) struct Pusher<T>(crossbeam_deque::Worker<T>);
 
-    impl<J> Injector<J> {
-        pub(crate) fn new() -> Self {
-            Injector(crossbeam_deque::Injector::new())
+    /// The runners' end of that FIFO: they take runs of consecutive items (`Stealer`).
+    pub(crate) struct Queue<T>(crossbeam_deque::Stealer<T>);
+
+    /// A runner's own run of items, taken from the [`Queue`] in one steal.
+    pub(crate) struct Local<T>(crossbeam_deque::Worker<T>);
+
+    /// A new FIFO, as its two ends.
+    pub(crate) fn queue<T>() -> (Pusher<T>, Queue<T>) {
+        let worker = crossbeam_deque::Worker::new_fifo();
+        let stealer = worker.stealer();
+        (Pusher(worker), Queue(stealer))
+    }
+
+    impl<T> Pusher<T> {
+        pub(crate) fn push(&self, item: T) {
+            self.0.push(item);
         }
-        pub(crate) fn push(&self, job: J) {
-            self.0.push(job);
+    }
+
+    impl<T> Queue<T> {
+        /// Takes the oldest item, and up to `limit - 1` of the ones after it into `local`
+        /// (at most half of the queue: the rest stays for other runners).
+        pub(crate) fn steal_batch(&self, local: &Local<T>, limit: usize) -> Option<T> {
+            loop {
+                match self.0.steal_batch_with_limit_and_pop(&local.0, limit.max(1)) {
+                    crossbeam_deque::Steal::Success(item) => return Some(item),
+                    crossbeam_deque::Steal::Empty => return None,
+                    crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
+                }
+            }
         }
-        pub(crate) fn steal(&self) -> Option<J> {
+        /// Takes the oldest item alone.
+        pub(crate) fn steal(&self) -> Option<T> {
             loop {
                 match self.0.steal() {
-                    crossbeam_deque::Steal::Success(job) => return Some(job),
+                    crossbeam_deque::Steal::Success(item) => return Some(item),
                     crossbeam_deque::Steal::Empty => return None,
                     crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
                 }
@@ -74,6 +100,15 @@ mod imp {
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
+        }
+    }
+
+    impl<T> Local<T> {
+        pub(crate) fn new() -> Self {
+            Local(crossbeam_deque::Worker::new_fifo())
+        }
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.0.pop()
         }
     }
 }
@@ -126,26 +161,55 @@ mod imp {
         }
     }
 
-    /// The job FIFO, as a loom mutex around a `VecDeque`.
-    pub(crate) struct Injector<J>(loom::sync::Mutex<VecDeque<J>>);
+    type Shared<T> = loom::sync::Arc<loom::sync::Mutex<VecDeque<T>>>;
 
-    impl<J> Injector<J> {
-        pub(crate) fn new() -> Self {
-            Injector(loom::sync::Mutex::new(VecDeque::new()))
+    /// The feeder's end of the item FIFO (a loom mutex around a `VecDeque`).
+    pub(crate) struct Pusher<T>(Shared<T>);
+    /// The runners' end of the item FIFO.
+    pub(crate) struct Queue<T>(Shared<T>);
+    /// A runner's own run of items.
+    pub(crate) struct Local<T>(std::cell::RefCell<VecDeque<T>>);
+
+    pub(crate) fn queue<T>() -> (Pusher<T>, Queue<T>) {
+        let shared = Shared::new(loom::sync::Mutex::new(VecDeque::new()));
+        (Pusher(shared.clone()), Queue(shared))
+    }
+
+    impl<T> Pusher<T> {
+        pub(crate) fn push(&self, item: T) {
+            self.0.lock().unwrap().push_back(item);
         }
-        pub(crate) fn push(&self, job: J) {
-            self.0.lock().unwrap().push_back(job);
+    }
+
+    impl<T> Queue<T> {
+        /// Takes the oldest item and up to `limit - 1` more into `local` (half the queue at
+        /// most, as crossbeam-deque does).
+        pub(crate) fn steal_batch(&self, local: &Local<T>, limit: usize) -> Option<T> {
+            let mut queue = self.0.lock().unwrap();
+            let first = queue.pop_front()?;
+            let more = (queue.len() + 1).div_ceil(2).min(limit.max(1) - 1);
+            local.0.borrow_mut().extend(queue.drain(..more));
+            Some(first)
         }
-        pub(crate) fn steal(&self) -> Option<J> {
+        pub(crate) fn steal(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
         }
     }
+
+    impl<T> Local<T> {
+        pub(crate) fn new() -> Self {
+            Local(std::cell::RefCell::new(VecDeque::new()))
+        }
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.0.borrow_mut().pop_front()
+        }
+    }
 }
 
-pub(crate) use imp::{Condvar, Guard, Injector, Mutex};
+pub(crate) use imp::{queue, Condvar, Guard, Local, Mutex, Pusher, Queue};
 
 #[cfg(not(lazy_par_map_loom))]
 pub(crate) use std::sync::atomic::fence;
