@@ -3,7 +3,7 @@
 
 use crate::pool::Pool;
 use crate::ring::{Batch, End, Next, Payload, Shared};
-use crate::silent::drop_silently;
+use crate::silent::{drop_each_silently, drop_silently};
 use crate::sync::Arc;
 use std::panic::resume_unwind;
 use std::time::{Duration, Instant};
@@ -141,7 +141,7 @@ where
     pub(crate) fn finish(&mut self) {
         self.done = true;
         drop_silently(self.panic.take());
-        drop_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
+        drop_each_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
         self.shared.cancel();
     }
 }
@@ -157,7 +157,7 @@ impl<T, R, F> Drop for Consumer<T, R, F> {
     /// Cancels the adapter and drops the results not returned, silently: the consumer may be
     /// unwinding, where a panic of a result's `Drop` would abort the process.
     fn drop(&mut self) {
-        drop_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
+        drop_each_silently(std::mem::replace(&mut self.local, Vec::new().into_iter()));
         drop_silently(self.panic.take());
         self.shared.cancel();
     }

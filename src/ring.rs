@@ -39,7 +39,7 @@
 //! item or a result, rayon's `spawn`, or a `Waker`'s clone, wake or drop. A `Drop` of ours
 //! that panics is caught and discarded ([`crate::silent`]).
 
-use crate::silent::{drop_silently, Silent};
+use crate::silent::{drop_each_silently, drop_silently, Silent};
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Local, Mutex, Queue};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
@@ -62,6 +62,21 @@ const MAX_PATIENCE: Duration = Duration::from_millis(256);
 const TARGET_BATCH_NANOS: u64 = 200_000;
 /// The largest batch a runner steals, in items.
 const MAX_BATCH: u64 = 16_384;
+
+/// A runner about to steal from a short queue, while `f` is cheap and the feeder is
+/// pushing, waits for at most this many rounds of [`GATHER_SPIN`] spin hints (each round
+/// a microsecond or less) for the queue to hold [`GATHER_ITEMS`]: a steal costs tens of
+/// nanoseconds, so stealing items one or two at a time would cost more than a cheap `f`.
+/// It waits only while the feeder's count moves: an item never waits on a source that
+/// blocks.
+#[cfg(not(lazy_par_map_loom))]
+const GATHER_ROUNDS: u32 = 8;
+#[cfg(lazy_par_map_loom)]
+const GATHER_ROUNDS: u32 = 0;
+/// Spin hints per gathering round.
+const GATHER_SPIN: u32 = 64;
+/// Queued items a gathering runner waits for (it steals about half of them).
+const GATHER_ITEMS: usize = 64;
 
 /// How many times a runner with an empty queue yields its thread before it exits. Measured
 /// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
@@ -106,6 +121,14 @@ pub(crate) struct Batch<R> {
     pub(crate) results: Vec<R>,
     /// The panic of the item after the last result, if `f` panicked.
     pub(crate) panic: Option<Payload>,
+}
+
+impl<R> Batch<R> {
+    /// Drops the results and the payload unread, each silently.
+    fn drop_silently(self) {
+        drop_each_silently(self.results);
+        drop_silently(self.panic);
+    }
 }
 
 /// How the source ended, recorded by the feeder after its last item.
@@ -193,6 +216,9 @@ pub(crate) struct Shared<T, R, F> {
     helper_waits: AtomicBool,
     /// Runners currently draining `queue`.
     runners: AtomicUsize,
+    /// The consumer has found no batch ready: a runner that holds results and finds the
+    /// queue empty delivers them at once instead of lingering with them.
+    hungry: Padded<AtomicBool>,
     /// Items pulled and not yet started; items left in it are dropped silently.
     queue: Silent<Queue<Item<T>>>,
     /// The finished batches, the end, and who waits.
@@ -232,6 +258,7 @@ impl<T, R, F> Shared<T, R, F> {
             feeder_done: AtomicBool::new(false),
             helper_waits: AtomicBool::new(false),
             runners: AtomicUsize::new(0),
+            hungry: Padded(AtomicBool::new(false)),
             queue: Silent::new(queue),
             ring: Mutex::new(Ring {
                 next_seq: 0,
@@ -365,14 +392,16 @@ impl<T, R, F> Shared<T, R, F>
 where
     F: Fn(T) -> R,
 {
-    /// A runner's body, spawned on the pool: run batches until the queue is empty. It never
+    /// A runner's body, spawned on the pool: run items until the queue is empty. It never
     /// unwinds (a panic escaping a rayon `spawn` aborts the process).
     pub(crate) fn run_jobs(&self) {
         let local = Local::new();
+        let mut held = None;
         loop {
-            while let Some(first) = self.next_item(&local) {
-                self.run_batch(first, Some(&local));
+            while let Some(first) = self.next_item(&local, &mut held) {
+                self.run_batch(first, Some(&local), &mut held);
             }
+            self.deliver(&mut held);
             self.runners.fetch_sub(1, SeqCst);
             fence(SeqCst);
             if self.queue.get().is_empty() || !self.claim_runner() {
@@ -381,16 +410,15 @@ where
         }
     }
 
-    /// How many items a runner takes at once: one while `f`'s cost is unknown, about
-    /// [`TARGET_BATCH_NANOS`] of work once it is known, and never so many that fewer than
-    /// two batches per thread fit in the ring.
+    /// How many results a runner gathers into one batch: one while `f`'s cost is unknown,
+    /// about [`TARGET_BATCH_NANOS`] of work once it is known, and never so many that fewer
+    /// than two batches per thread fit in the ring.
     fn batch_limit(&self) -> usize {
         #[cfg(lazy_par_map_loom)]
         return self.loom_batch;
         #[cfg(not(lazy_par_map_loom))]
-        let f_nanos = self.f_nanos.load(Relaxed);
-        #[cfg(not(lazy_par_map_loom))]
         {
+            let f_nanos = self.f_nanos.load(Relaxed);
             if f_nanos == 0 {
                 return 1;
             }
@@ -403,13 +431,18 @@ where
     /// The next run of items for a runner: the first, and the rest in `local`. When the
     /// queue is empty the runner lingers a little (yielding its thread to whoever is
     /// runnable) before it gives up, because a stream of cheap items would otherwise cost a
-    /// rayon `spawn` and a wake-up per batch.
+    /// rayon `spawn` and a wake-up per batch. Results it `held` go to the consumer at the
+    /// first empty look if the consumer waits, else when the runner gives up.
     #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
-    fn next_item(&self, local: &Local<Item<T>>) -> Option<Item<T>> {
+    fn next_item(&self, local: &Local<Item<T>>, held: &mut Option<Batch<R>>) -> Option<Item<T>> {
         let queue = self.queue.get();
+        self.gather(queue);
         for _ in 0..RUNNER_LINGER {
             if let Some(item) = queue.steal_batch(local, self.batch_limit()) {
                 return Some(item);
+            }
+            if held.is_some() && self.hungry.0.load(Relaxed) {
+                self.deliver(held);
             }
             if self.is_stopped() || self.feeder_done.load(Relaxed) {
                 return None;
@@ -419,29 +452,74 @@ where
         queue.steal_batch(local, self.batch_limit())
     }
 
+    /// Waits a little for a short queue to grow while the feeder is pushing and `f` is cheap
+    /// (see [`GATHER_ROUNDS`]).
+    #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
+    fn gather(&self, queue: &Queue<Item<T>>) {
+        let want = GATHER_ITEMS.min(2 * self.batch_limit());
+        if want <= 2 {
+            return;
+        }
+        let mut taken = self.taken.0.load(Relaxed);
+        for _ in 0..GATHER_ROUNDS {
+            if queue.len() >= want || self.is_stopped() {
+                return;
+            }
+            for _ in 0..GATHER_SPIN {
+                std::hint::spin_loop();
+            }
+            let now = self.taken.0.load(Relaxed);
+            if now == taken {
+                return; // the feeder waits for slots, or is inside a slow pull
+            }
+            taken = now;
+        }
+    }
+
     /// Runs one queued item on the calling thread (a consumer that helps), if there is one.
     pub(crate) fn run_one(&self) -> bool {
         match self.queue.get().steal() {
             Some(item) => {
-                self.run_batch(item, None);
+                let mut held = None;
+                self.run_batch(item, None, &mut held);
+                self.deliver(&mut held);
                 true
             }
             None => false,
         }
     }
 
-    /// Runs `first` and the items in `rest`, then stores their results as one batch. Items
-    /// wait in `rest`, outside the unwinding code, so that a panic of `f` never drops them
-    /// while it unwinds: they are dropped afterwards, silently.
-    fn run_batch(&self, first: Item<T>, rest: Option<&Local<Item<T>>>) {
+    /// Runs `first` and the items in `rest`, adding their results to the batch `held`
+    /// (delivered first if `first` does not follow it, and after this run if it is large
+    /// enough or `f` panicked). Items wait in `rest`, outside the unwinding code, so that a
+    /// panic of `f` never drops them while it unwinds: they are dropped afterwards,
+    /// silently.
+    fn run_batch(&self, first: Item<T>, rest: Option<&Local<Item<T>>>, held: &mut Option<Batch<R>>) {
+        if held
+            .as_ref()
+            .is_some_and(|batch| batch.seq + batch.covered != first.0)
+        {
+            self.deliver(held);
+        }
+        let limit = self.batch_limit();
+        let batch = held.get_or_insert_with(|| Batch {
+            seq: first.0,
+            covered: 0,
+            results: Vec::with_capacity(limit),
+            panic: None,
+        });
         let seq = first.0;
-        let started = Instant::now();
-        let mut results = Vec::new();
+        let before = batch.results.len();
+        // Timing every run would cost two clock reads per item or two: time the first runs,
+        // and runs of several items.
+        let timed = rest.is_some_and(|rest| rest.len() >= 7) || self.f_nanos.load(Relaxed) == 0;
+        let started = timed.then(Instant::now);
         let mut covered = 0u64;
         let mut first = Some(first);
         let mut next = || first.take().or_else(|| rest.and_then(Local::pop));
         let f = self.f.get();
         let flags = &self.flags.0;
+        let results = &mut batch.results;
         let caught = catch_unwind(AssertUnwindSafe(|| {
             while let Some((at, item)) = next() {
                 covered += 1;
@@ -456,22 +534,21 @@ where
                 results.push(result);
             }
         }));
-        let panic = match caught {
-            Ok(()) => None,
-            Err(payload) => {
-                // Items after the panicking one are not wanted; those still in hand are
-                // dropped here, where their panics can be caught.
-                flags.stop_at.fetch_min(seq + covered - 1, SeqCst);
-                while let Some((_, item)) = next() {
-                    covered += 1;
-                    drop_silently(item);
-                }
-                Some(payload)
+        if let Err(payload) = caught {
+            // Items after the panicking one are not wanted; those still in hand are
+            // dropped here, where their panics can be caught.
+            flags.stop_at.fetch_min(seq + covered - 1, SeqCst);
+            while let Some((_, item)) = next() {
+                covered += 1;
+                drop_silently(item);
             }
-        };
+            batch.panic = Some(payload);
+        }
+        batch.covered += covered;
+        let ran = batch.results.len() - before;
         let mut first_measure = false;
-        if !results.is_empty() {
-            let per_item = started.elapsed().as_nanos() as u64 / results.len() as u64;
+        if let (Some(started), true) = (started, ran > 0) {
+            let per_item = started.elapsed().as_nanos() as u64 / ran as u64;
             let old = self.f_nanos.load(Relaxed);
             let new = if old == 0 {
                 per_item
@@ -481,25 +558,28 @@ where
             self.f_nanos.store(new.max(1), Relaxed);
             first_measure = old == 0;
         }
-        let batch = Batch {
-            seq,
-            covered,
-            results,
-            panic,
-        };
-        if let Some(unwanted) = self.complete(batch) {
-            // Cancelled: drop the results here, outside the lock.
-            drop_silently(unwanted);
+        if batch.panic.is_some() || batch.results.len() >= limit {
+            self.deliver(held);
         }
         if first_measure {
             // The feeder may be sizing its refills by this first measure; the consumer,
-            // woken by `complete`, goes first.
+            // woken by `deliver`, goes first.
             self.wake_feeder();
         }
     }
 }
 
 impl<T, R, F> Shared<T, R, F> {
+    /// Hands the results a runner holds to the consumer (or drops them, silently and
+    /// outside the lock, if the adapter was cancelled).
+    fn deliver(&self, held: &mut Option<Batch<R>>) {
+        if let Some(batch) = held.take() {
+            if let Some(unwanted) = self.complete(batch) {
+                unwanted.drop_silently();
+            }
+        }
+    }
+
     /// Stores a batch's results; hands them back if the adapter was cancelled.
     fn complete(&self, batch: Batch<R>) -> Option<Batch<R>> {
         let mut ring = self.ring.lock();
@@ -568,7 +648,7 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Takes the next finished batch without waiting.
+    /// Takes the next finished batch without waiting (the consumer's only way to look).
     fn try_take(&self, ring: &mut Ring<R>) -> Option<Next<R>> {
         let batch = if self.ordered {
             match ring.done.first_entry() {
@@ -578,6 +658,7 @@ impl<T, R, F> Shared<T, R, F> {
         } else {
             ring.ready.pop_front()
         };
+        self.hungry.0.store(batch.is_none(), Relaxed);
         if let Some(batch) = batch {
             ring.next_seq += batch.covered;
             return Some(Next::Batch(batch));
@@ -768,7 +849,7 @@ impl<T, R, F> Shared<T, R, F> {
     /// finished results are dropped (here, outside the lock, silently). Idempotent.
     pub(crate) fn cancel(&self) {
         self.flags.0.cancelled.store(true, SeqCst);
-        let taken = {
+        let (done, ready, waker) = {
             let mut ring = self.ring.lock();
             if ring.feeder_waits {
                 ring.feeder_waits = false;
@@ -784,7 +865,8 @@ impl<T, R, F> Shared<T, R, F> {
                 waker,
             )
         };
-        drop_silently(taken);
+        done.into_values().chain(ready).for_each(Batch::drop_silently);
+        drop_silently(waker);
     }
 }
 

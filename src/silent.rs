@@ -17,6 +17,13 @@ pub(crate) fn drop_silently<T>(value: T) {
     }
 }
 
+/// Drops every element of `values`, each with [`drop_silently`].
+pub(crate) fn drop_each_silently<T>(values: impl IntoIterator<Item = T>) {
+    for value in values {
+        drop_silently(value);
+    }
+}
+
 /// Owns a `T` and drops it with [`drop_silently`], wherever the owner is dropped.
 pub(crate) struct Silent<T>(Option<T>);
 
