@@ -26,24 +26,35 @@
 //!   before the pause may take up to 256 ms to be refilled. In a pipeline of `k` stages
 //!   each with `buffer(n)`, the stage `j` from the end has called its `f` `c + j*n` times.
 //! - **No blocking on the source.** A slow source is read on the feeder thread only; the
-//!   first result is ready when `f` of the first item is done.
+//!   first result is ready when `f` of the first item is done. An item taken from the
+//!   source goes to the pool at once, never waiting for a later pull (a quiet channel or a
+//!   blocking socket strands nothing already read).
 //! - **Panics.** A panic in `f` for item `k` (or in the source's `next()` where item `k`
 //!   would be) is re-raised, with its payload, by the `next()` that would return item `k`,
 //!   after every earlier item. The adapter is then finished (`None` forever). Never
-//!   swallowed, never an abort, never a hang.
+//!   swallowed, never an abort, never a hang. Values the crate drops for you (items skipped
+//!   after a stop, results never returned, `f` and the source at the end) are dropped with
+//!   their `Drop`'s panic caught and discarded: it never aborts, and never replaces the
+//!   panic or the `Err` the caller gets.
 //! - **Drop.** Dropping the adapter returns at once, without waiting for `f` in flight.
 //!   No further item is taken from the source (beyond a pull already under way), work not
 //!   started is skipped, results that finish later are dropped, and the feeder thread ends.
+//! - **Which pool.** `f` runs on the pool given to [`pool`](LazyParMap::pool), else on
+//!   rayon's global pool, and on that pool only, in every form, also inside another pool's
+//!   `ThreadPool::install` (rayon has no handle on the installed pool that our feeder
+//!   thread could spawn on).
 //! - **rayon threads.** The adapter may be consumed on a worker of the very pool it maps on,
 //!   even a pool of one thread, or inside the `f` of another adapter: a consumer on a worker
-//!   (`next()`, or a `Stream` polled there) runs its own queued jobs, then other pool work
-//!   (`rayon::yield_now`), instead of blocking. As with any rayon call that waits, that
+//!   of the adapter's pool (`next()`, or a `Stream` polled there) runs its own queued items,
+//!   then other pool work (`rayon::yield_now`), instead of blocking; on a worker of another
+//!   pool it runs only that pool's work. A `Stream` polled on a worker waits so for at most
+//!   a millisecond per poll, then wakes its task to be polled again. As with any rayon call that waits, that
 //!   work may include another call of your `f` on the same thread: do not hold a lock
 //!   across `next()` that `f` also takes. `try_next` and `next_timeout` never run a job
 //!   (a job could overrun their deadline), so on a pool whose every thread polls that way,
 //!   nothing progresses: use `next()` there.
-//! - **No lock held across user code**: `f`, the source, a `Drop` of items or results, and
-//!   rayon's `spawn` all run with no lock of ours held.
+//! - **No lock held across user code**: `f`, the source, a `Drop` of items or results,
+//!   rayon's `spawn`, and a `Waker`'s clone, wake and drop all run with no lock of ours held.
 //!
 //! # Forms
 //! - [`LazyParMapExt::lazy_par_map`]: the ordered map; [`LazyParMap::unordered`] yields in
@@ -56,11 +67,11 @@
 //!
 //! # What it costs
 //! One OS thread per started adapter (the feeder; it ends when the source ends or the
-//! adapter is dropped), one plain atomic store per item returned, and per *job* (a run of
-//! items handed to the pool together) a lock, an allocation and, when someone waits, a
-//! wake-up.
-//! Jobs are one item long while `f` or the source is slow, and grow to about 200 µs of
-//! work when both are fast, never past the free slots.
+//! adapter is dropped), a plain store and a fence per item pulled (the hand-off to the
+//! pool), one plain atomic store per item returned, and per *batch* (a run of consecutive
+//! items a runner takes at once) a steal, a lock, an allocation and, when someone waits, a
+//! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
+//! about 200 µs of work when it is fast.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 

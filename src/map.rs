@@ -37,12 +37,14 @@ where
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Items taken from the source (a pull under way included).
+    /// Items the source has returned so far. It never decreases and never counts more
+    /// than the pulls begun (the bound of the crate docs also counts a pull under way).
     pub taken: u64,
     /// Items returned by `next()`.
     pub yielded: u64,
     /// Items taken and not yet returned: queued, running, finished and waiting their turn.
-    /// Never more than the buffer.
+    /// Never more than the buffer; zero once the adapter has ended (items taken after a
+    /// panic or an `Err` are skipped, not in flight).
     pub in_flight: u64,
     /// Time the consumer spent waiting for a result. Large: `f` or the source is the
     /// bottleneck; a larger buffer helps only if the wait comes from uneven `f` times.
@@ -155,7 +157,8 @@ where
     }
 
     /// Runs `f` on `pool` instead of rayon's global pool. The adapter keeps the pool alive
-    /// until its last job has run.
+    /// until its last job has run. Without it, `f` runs on the global pool, even when the
+    /// adapter starts inside another pool's `install`.
     ///
     /// # Panics
     /// If the adapter has already started.

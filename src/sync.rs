@@ -101,6 +101,9 @@ mod imp {
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
         }
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
+        }
     }
 
     impl<T> Local<T> {
@@ -109,6 +112,9 @@ mod imp {
         }
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.pop()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 }
@@ -197,6 +203,9 @@ mod imp {
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
         }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
     }
 
     impl<T> Local<T> {
@@ -205,6 +214,9 @@ mod imp {
         }
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.borrow_mut().pop_front()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.borrow().len()
         }
     }
 }

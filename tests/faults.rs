@@ -5,6 +5,8 @@
 //! The tests share one lock, since they count the process's feeder threads
 //! (`lazy-par-map-feeder`, shown as `lazy-par-map-fe` in `/proc/self/task/*/comm`).
 
+mod common;
+
 use lazy_par_map::prelude::*;
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
@@ -506,4 +508,265 @@ fn a_panicking_drop_while_the_consumer_unwinds_does_not_abort() {
         .status()
         .unwrap();
     assert!(status.success(), "the child process ended with {status}");
+}
+
+// ---- panicking drops that could abort the process ------------------------------------
+// Each scenario runs in a child process (`common::in_child`): an abort there fails the
+// test instead of killing this test binary.
+
+/// Waits until `count` reaches `want`; panics after [`HANG`].
+fn wait_for_count(count: &AtomicUsize, want: usize, what: &str) {
+    let deadline = Instant::now() + HANG;
+    while count.load(SeqCst) < want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {want}",
+            count.load(SeqCst)
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// An item that panics when dropped unless `f` disarmed it; every drop is counted first.
+struct Fragile {
+    index: u64,
+    armed: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+        if self.armed {
+            panic!("fault: item {}'s Drop panics", self.index);
+        }
+    }
+}
+
+/// `f` panics at item `k`; the items after `k` that `f` never takes (the rest of `k`'s job,
+/// skipped once the adapter ends) panic when dropped. Those drops happen while `f`'s panic
+/// is caught, or later: none may abort the process, and the consumer gets `f`'s payload
+/// after the `k` items before it.
+#[test]
+fn fs_panic_reaches_the_consumer_when_the_rest_of_its_job_panics_when_dropped() {
+    const TEST: &str = "fs_panic_reaches_the_consumer_when_the_rest_of_its_job_panics_when_dropped";
+    if !common::is_child(TEST) {
+        let _serial = serial();
+        common::in_child(TEST);
+        return;
+    }
+    quiet_fault_panics();
+    guarded(|| {
+        // 10,000 fast items and a buffer of 1024: by item `k` jobs hold hundreds of items.
+        for k in [5_000u64, 5_001, 6_543] {
+            let (made, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (in_source, in_items) = (Arc::clone(&made), Arc::clone(&drops));
+            let mut it = (0..10_000u64)
+                .map(move |index| {
+                    in_source.fetch_add(1, SeqCst);
+                    Fragile {
+                        index,
+                        armed: index > k,
+                        drops: Arc::clone(&in_items),
+                    }
+                })
+                .lazy_par_map(move |mut item: Fragile| {
+                    if item.index == k {
+                        panic!("fault: f panics at {k}");
+                    }
+                    item.armed = false;
+                    item.index
+                })
+                .buffer(1024);
+            let mut next = 0u64;
+            let payload = loop {
+                match catch_unwind(AssertUnwindSafe(|| it.next())) {
+                    Ok(Some(x)) => {
+                        assert_eq!(x, next, "k {k}");
+                        next += 1;
+                    }
+                    Ok(None) => panic!("k {k}: f's panic was swallowed"),
+                    Err(payload) => break payload,
+                }
+            };
+            assert_eq!(next, k, "k {k}: the panic came before item {next}");
+            assert_eq!(
+                common::message(&payload),
+                Some(format!("fault: f panics at {k}").as_str()),
+                "k {k}: not f's payload"
+            );
+            assert!(
+                matches!(catch_unwind(AssertUnwindSafe(|| it.next())), Ok(None)),
+                "k {k}: not finished after f's panic"
+            );
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(it)));
+            // Every item is dropped in the end (an abort would come here, in the child).
+            assert_eq!(feeders_settle(0), 0, "k {k}: the feeder did not end");
+            wait_for_count(&drops, made.load(SeqCst), "items dropped");
+        }
+    });
+}
+
+/// A value captured by `f` whose `Drop` panics (counted first).
+struct Bomb(Arc<AtomicUsize>);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+        panic!("fault: a value captured by f panics when dropped");
+    }
+}
+
+/// `f` (with what it captured) is dropped by whoever lets go of the adapter's state last:
+/// the consumer, the feeder, or a runner inside a rayon `spawn`, where an escaping panic
+/// aborts. The panic may come out of the consumer's `drop(adapter)`, or be discarded; the
+/// process must not abort, and every result must have come out first.
+#[test]
+fn a_value_captured_by_f_that_panics_when_dropped_does_not_abort() {
+    const TEST: &str = "a_value_captured_by_f_that_panics_when_dropped_does_not_abort";
+    if !common::is_child(TEST) {
+        let _serial = serial();
+        common::in_child(TEST);
+        return;
+    }
+    quiet_fault_panics();
+    guarded(|| {
+        let rounds = 120;
+        let bombs = Arc::new(AtomicUsize::new(0));
+        for round in 0..rounds {
+            let bomb = Bomb(Arc::clone(&bombs));
+            let it = (0..50u64)
+                .lazy_par_map(move |x| {
+                    let _captured = &bomb;
+                    // The last item is slow, so that a runner is often the last to let go.
+                    if x == 49 && round % 3 != 0 {
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
+                    x + 1
+                })
+                .buffer(4);
+            let it = match round % 3 {
+                0 => it,
+                1 => it.pool(pool(1)),
+                _ => it.pool(pool(2)),
+            };
+            let mut got = Vec::new();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let mut it = it;
+                got.extend(it.by_ref());
+                drop(it);
+            }));
+            if let Err(payload) = outcome {
+                assert_eq!(
+                    common::message(&payload),
+                    Some("fault: a value captured by f panics when dropped"),
+                    "round {round}: a panic that is not the bomb's"
+                );
+            }
+            assert_eq!(got, (1..=50).collect::<Vec<_>>(), "round {round}");
+        }
+        // Every bomb has gone off (inside this child) before it exits.
+        wait_for_count(&bombs, rounds, "bombs dropped");
+        assert_eq!(feeders_settle(0), 0, "a feeder did not end");
+    });
+}
+
+/// A value that panics when dropped while armed (every drop counted first).
+struct Armed {
+    index: u64,
+    armed: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Armed {
+    fn new(index: u64, armed: bool, made: &AtomicUsize, drops: &Arc<AtomicUsize>) -> Armed {
+        made.fetch_add(1, SeqCst);
+        Armed {
+            index,
+            armed,
+            drops: Arc::clone(drops),
+        }
+    }
+    fn defuse(mut self) -> u64 {
+        self.armed = false;
+        self.index
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+        if self.armed {
+            panic!("fault: value {}'s Drop panics", self.index);
+        }
+    }
+}
+
+/// Many results (or items) that panic when dropped, left to the adapter when it ends early:
+/// finished results waiting in the ring, results finishing after the drop, items never
+/// mapped. Several sit in one job, one batch, one queue: each panicking drop must be caught
+/// on its own (a second panic while the first unwinds would abort), whoever drops them.
+#[test]
+fn many_values_that_panic_when_dropped_by_the_adapter_never_abort() {
+    const TEST: &str = "many_values_that_panic_when_dropped_by_the_adapter_never_abort";
+    if !common::is_child(TEST) {
+        let _serial = serial();
+        common::in_child(TEST);
+        return;
+    }
+    quiet_fault_panics();
+    guarded(|| {
+        for round in 0..60u64 {
+            let (made, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let one = pool(1 + (round % 2) as usize);
+            let install = round % 3 == 0;
+            let (m, d) = (Arc::clone(&made), Arc::clone(&drops));
+            let (m2, d2) = (Arc::clone(&made), Arc::clone(&drops));
+            let slow_f = round % 4 >= 2;
+            // Items and results from index 3 on are armed; the consumer takes 3 and drops the
+            // adapter, or meets `f`'s panic at item 3 (odd rounds).
+            let it = (0..2_000u64)
+                .map(move |i| Armed::new(i, i >= 3, &m, &d))
+                .lazy_par_map(move |item: Armed| {
+                    let i = item.defuse();
+                    if i == 3 && round % 2 == 1 {
+                        panic!("fault: f panics at 3");
+                    }
+                    if slow_f {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Armed::new(i, i >= 3, &m2, &d2)
+                })
+                .buffer(64)
+                .pool(Arc::clone(&one));
+            let consume = move || {
+                let mut it = it;
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    got.push(it.next().map(Armed::defuse));
+                }
+                // Let finished results pile up in the ring.
+                std::thread::sleep(Duration::from_millis(2));
+                let fourth = catch_unwind(AssertUnwindSafe(|| it.next().map(Armed::defuse)));
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(it)));
+                (got, fourth.is_err())
+            };
+            let (got, panicked) = if install {
+                one.install(consume)
+            } else {
+                consume()
+            };
+            assert_eq!(got, [Some(0), Some(1), Some(2)], "round {round}");
+            if round % 2 == 1 {
+                assert!(panicked, "round {round}: f's panic at 3 was not raised");
+            }
+            assert_eq!(
+                feeders_settle(0),
+                0,
+                "round {round}: the feeder did not end"
+            );
+            let made = made.load(SeqCst);
+            wait_for_count(&drops, made, "values dropped");
+        }
+    });
 }

@@ -420,6 +420,94 @@ fn fallible_form_has_stats_too() {
     });
 }
 
+/// Checks one reading of `stats()` against the source's pulls begun (read after it) and the
+/// reading before it. `taken` may be one ahead of the source's own count: the adapter counts
+/// a pull just before it calls the source's `next()`.
+#[track_caller]
+fn check_taken(s: Stats, pulls_begun: usize, before: &mut u64, what: &str) {
+    assert!(
+        s.taken >= *before,
+        "{what}: taken went from {before} down to {}",
+        s.taken
+    );
+    assert!(
+        s.taken <= pulls_begun as u64 + 1,
+        "{what}: taken {} with {pulls_begun} pulls begun",
+        s.taken
+    );
+    *before = s.taken;
+}
+
+#[test]
+fn stats_taken_counts_pulls_begun_and_never_decreases() {
+    guarded(|| {
+        // While consuming a 109-item source through 64 slots.
+        for round in 0..20 {
+            let what = format!("round {round}");
+            let (source, pulls) = counted(0..109u64);
+            let mut it = source.lazy_par_map(|x| x).buffer(64);
+            let mut before = 0;
+            for want in 0..109u64 {
+                check_taken(it.stats(), pulls.started(), &mut before, &what);
+                assert_eq!(it.next(), Some(want));
+                check_taken(it.stats(), pulls.started(), &mut before, &what);
+            }
+            assert_eq!(it.next(), None);
+            let s = it.stats();
+            assert_eq!((s.taken, s.yielded, s.in_flight), (109, 109, 0), "{what}");
+            check_taken(s, pulls.started(), &mut before, &what);
+        }
+
+        // While the source blocks in the middle of what would be a job: the blocked pull has
+        // begun, the ones after it have not.
+        for blocks_at in [70u64, 77, 83, 91] {
+            let gate = Gate::new();
+            let in_source = Arc::clone(&gate);
+            let (source, pulls) = counted((0..109u64).inspect(move |&i| {
+                if i == blocks_at {
+                    in_source.wait(Duration::from_secs(20));
+                }
+            }));
+            let mut it = source.lazy_par_map(|x| x).buffer(64);
+            for want in 0..40u64 {
+                assert_eq!(it.next(), Some(want));
+            }
+            let begun = blocks_at as usize + 1;
+            let blocked = common::settle(|| pulls.started(), begun, common::SETTLE);
+            assert_eq!(blocked, begun, "the feeder did not reach the blocked pull");
+            let s = it.stats();
+            gate.open();
+            assert!(
+                s.taken <= begun as u64,
+                "blocked at item {blocks_at}: taken {} with {begun} pulls begun",
+                s.taken
+            );
+            assert_eq!(it.count(), 69);
+        }
+    });
+}
+
+#[test]
+fn an_ended_fallible_adapter_has_nothing_in_flight() {
+    guarded(|| {
+        for n in [1, 4, 64] {
+            let mut it = (0..100u64)
+                .try_lazy_par_map(|i| if i == 3 { Err(i) } else { Ok(i) })
+                .buffer(n);
+            for want in 0..3 {
+                assert_eq!(it.next(), Some(Ok(want)));
+            }
+            assert_eq!(it.next(), Some(Err(3)));
+            let s = it.stats();
+            assert_eq!(s.in_flight, 0, "buffer {n}, after the Err: {s:?}");
+            assert_eq!(it.next(), None);
+            let s = it.stats();
+            assert_eq!(s.in_flight, 0, "buffer {n}, at the end: {s:?}");
+            assert!(s.taken >= 4, "buffer {n}: {s:?}");
+        }
+    });
+}
+
 // ---- the builder ---------------------------------------------------------------------------
 
 #[track_caller]

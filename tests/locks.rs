@@ -235,3 +235,251 @@ fn consuming_from_inside_a_drop_on_a_worker_is_fine() {
         assert_eq!(drops.load(SeqCst), 50);
     });
 }
+
+// ---- a task's `Waker` is cloned and dropped with no lock of ours held ------------------------
+
+/// A `Waker` whose `clone` and `drop` test, the first time one of them runs while `armed`,
+/// whether the adapter can still make progress meanwhile: they open the gate that holds `f`
+/// of item 0 and wait (up to [`WAKER_PATIENCE`]) for `progress`. A lock of the adapter held
+/// around the clone or drop stops the runner that finishes item 0 from storing its result, so
+/// `progress` never comes.
+#[cfg(feature = "stream")]
+mod probe_waker {
+    use super::common::{eventually, Gate};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    use std::time::Duration;
+
+    /// How long a clone or drop waits for progress: it needs microseconds.
+    pub const WAKER_PATIENCE: Duration = Duration::from_secs(3);
+
+    pub struct Probe {
+        pub gate: Arc<Gate>,
+        pub progress: Box<dyn Fn() -> bool + Send + Sync>,
+        pub armed: AtomicBool,
+        /// `"clone: progress"` or `"clone: stuck"` (and the same for `drop`), per check.
+        pub checks: Mutex<Vec<String>>,
+        pub clones: AtomicUsize,
+        pub drops: AtomicUsize,
+        /// Wakes by value (they consume a waker, like a drop).
+        pub wakes: AtomicUsize,
+        pub woken: AtomicBool,
+        pub task: std::thread::Thread,
+    }
+
+    impl Probe {
+        fn check(&self, what: &str) {
+            if self.armed.swap(false, SeqCst) {
+                self.gate.open();
+                let moved = eventually(|| (self.progress)(), WAKER_PATIENCE);
+                let verdict = if moved { "progress" } else { "stuck" };
+                self.checks
+                    .lock()
+                    .unwrap()
+                    .push(format!("{what}: {verdict}"));
+            }
+        }
+        fn wake(&self) {
+            self.woken.store(true, SeqCst);
+            self.task.unpark();
+        }
+    }
+
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop);
+
+    // SAFETY (all four): `data` always comes from `Arc::<Probe>::into_raw`, and each waker
+    // owns one strong count of that `Arc`.
+    unsafe fn clone(data: *const ()) -> RawWaker {
+        let probe = &*(data as *const Probe);
+        probe.clones.fetch_add(1, SeqCst);
+        probe.check("clone");
+        Arc::increment_strong_count(data as *const Probe);
+        RawWaker::new(data, &VTABLE)
+    }
+
+    unsafe fn wake(data: *const ()) {
+        let probe = Arc::from_raw(data as *const Probe);
+        probe.wakes.fetch_add(1, SeqCst);
+        probe.wake();
+    }
+
+    unsafe fn wake_by_ref(data: *const ()) {
+        (*(data as *const Probe)).wake();
+    }
+
+    unsafe fn drop(data: *const ()) {
+        let probe = Arc::from_raw(data as *const Probe);
+        probe.drops.fetch_add(1, SeqCst);
+        probe.check("drop");
+    }
+
+    /// The waker, and the probe to read.
+    pub fn new(
+        gate: Arc<Gate>,
+        progress: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> (Waker, Arc<Probe>) {
+        let probe = Arc::new(Probe {
+            gate,
+            progress: Box::new(progress),
+            armed: AtomicBool::new(false),
+            checks: Mutex::new(Vec::new()),
+            clones: AtomicUsize::new(0),
+            drops: AtomicUsize::new(0),
+            wakes: AtomicUsize::new(0),
+            woken: AtomicBool::new(false),
+            task: std::thread::current(),
+        });
+        let data = Arc::into_raw(Arc::clone(&probe)) as *const ();
+        // SAFETY: `data` is an `Arc<Probe>` given to the waker, as the vtable expects.
+        let waker = unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) };
+        (waker, probe)
+    }
+}
+
+/// Polls `stream` once with `waker`.
+#[cfg(feature = "stream")]
+fn poll_once<S: futures::Stream + Unpin>(
+    stream: &mut S,
+    waker: &std::task::Waker,
+) -> std::task::Poll<Option<S::Item>> {
+    let mut cx = std::task::Context::from_waker(waker);
+    std::pin::Pin::new(stream).poll_next(&mut cx)
+}
+
+/// A result that sets a flag when dropped.
+#[cfg(feature = "stream")]
+struct Noted(u64, Arc<std::sync::atomic::AtomicBool>);
+
+#[cfg(feature = "stream")]
+impl Drop for Noted {
+    fn drop(&mut self) {
+        self.1.store(true, SeqCst);
+    }
+}
+
+/// What the waker tests watch: `f` of item 0 has begun, `f` of item 1 has begun, the result
+/// of item 0 has been dropped.
+#[cfg(feature = "stream")]
+#[derive(Default)]
+struct Marks {
+    f0_entered: std::sync::atomic::AtomicBool,
+    f1_entered: std::sync::atomic::AtomicBool,
+    result0_dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Checks the waker's `clone` (`check_drop` false) or its `drop` at cancel (`check_drop`
+/// true) on an adapter whose `f` of item 0 waits on the probe's gate, on a pool of one
+/// thread. Item 1 is pulled only once `f` of item 0 has begun, so it is a job of its own,
+/// which the only worker runs after it has stored item 0's result.
+#[cfg(feature = "stream")]
+fn waker_runs_with_no_lock_held(check_drop: bool) {
+    use std::task::Poll;
+    use std::time::Duration;
+    let marks = Arc::new(Marks::default());
+    let gate = common::Gate::new();
+    let watched = Arc::clone(&marks);
+    let (waker, probe) = probe_waker::new(Arc::clone(&gate), move || {
+        if check_drop {
+            watched.result0_dropped.load(SeqCst)
+        } else {
+            watched.f1_entered.load(SeqCst)
+        }
+    });
+    let (in_source, in_f) = (Arc::clone(&marks), Arc::clone(&marks));
+    let in_gate = Arc::clone(&gate);
+    let mut it = (0..20u64)
+        .inspect(move |&i| {
+            if i == 1 {
+                let begun = || in_source.f0_entered.load(SeqCst);
+                assert!(common::eventually(begun, Duration::from_secs(10)));
+            }
+        })
+        .lazy_par_map(move |i| {
+            match i {
+                0 => {
+                    in_f.f0_entered.store(true, SeqCst);
+                    in_gate.wait(Duration::from_secs(20));
+                }
+                1 => in_f.f1_entered.store(true, SeqCst),
+                _ => {}
+            }
+            let flag = if i == 0 {
+                Arc::clone(&in_f.result0_dropped)
+            } else {
+                Arc::default()
+            };
+            Noted(i, flag)
+        })
+        .buffer(4)
+        .pool(pool(1))
+        .start();
+    let begun = || marks.f0_entered.load(SeqCst);
+    assert!(
+        common::eventually(begun, Duration::from_secs(10)),
+        "f never began"
+    );
+
+    if check_drop {
+        // The task waits (its waker stored); then the adapter is dropped, and with it the
+        // stored waker.
+        assert!(
+            poll_once(&mut it, &waker).is_pending(),
+            "item 0 is still gated"
+        );
+        probe.armed.store(true, SeqCst);
+        drop(it);
+        probe.armed.store(false, SeqCst);
+        gate.open();
+    } else {
+        // The first poll finds nothing ready: it stores a clone of the waker.
+        probe.armed.store(true, SeqCst);
+        let mut got = Vec::new();
+        loop {
+            match poll_once(&mut it, &waker) {
+                Poll::Ready(Some(r)) => got.push(r.0),
+                Poll::Ready(None) => break,
+                Poll::Pending => {
+                    while !probe.woken.swap(false, SeqCst) {
+                        std::thread::park_timeout(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        probe.armed.store(false, SeqCst);
+        gate.open();
+        drop(it);
+        assert_eq!(got, (0..20).collect::<Vec<_>>());
+    }
+    let checks = probe.checks.lock().unwrap().clone();
+    assert!(
+        !checks.iter().any(|c| c.ends_with("stuck")),
+        "a runner could not store its result while the task's waker ran: {checks:?}"
+    );
+    if !check_drop {
+        assert_eq!(checks, ["clone: progress"], "the waker was never cloned");
+    }
+    // Every clone is dropped or woken in the end: only the test's own waker is left.
+    let outstanding = || {
+        let gone = probe.drops.load(SeqCst) + probe.wakes.load(SeqCst);
+        1 + probe.clones.load(SeqCst) as isize - gone as isize
+    };
+    assert_eq!(
+        common::settle(outstanding, 1, common::SETTLE),
+        1,
+        "wakers leaked"
+    );
+    drop(waker);
+}
+
+#[cfg(feature = "stream")]
+#[test]
+fn a_tasks_waker_is_cloned_with_no_lock_held() {
+    guarded(|| waker_runs_with_no_lock_held(false));
+}
+
+#[cfg(feature = "stream")]
+#[test]
+fn a_tasks_waker_is_dropped_with_no_lock_held() {
+    guarded(|| waker_runs_with_no_lock_held(true));
+}

@@ -14,7 +14,7 @@
 //! What is not modelled:
 //! - **Time.** loom's `Condvar::wait_timeout` never times out, so under loom every timed
 //!   wait of `sync.rs` is a plain wait: the feeder's hysteresis (waiting at most
-//!   `HYSTERESIS` for a whole job of free slots, then refilling what is free) is not
+//!   `HYSTERESIS` for a whole refill of free slots, then refilling what is free) is not
 //!   explored, and neither is any wake-up that only a timeout would deliver. A model that
 //!   passes therefore shows that no wake-up is lost even without the timeouts.
 //! - **rayon.** Runners are loom threads; the consumer is never on a worker, so the
@@ -254,7 +254,7 @@ fn bound_holds_at_every_pull_unordered() {
 /// Orders the drop before the test's read of the pull count, as C11 orders a `SeqCst` store
 /// (`cancel`'s) before a later `SeqCst` load: loom treats `SeqCst` accesses as `AcqRel`, so
 /// without this fence it reports pulls that C11 forbids. The feeder's side is the real
-/// code: its `fence(SeqCst)` in `dispatch` after each pull, before it re-reads `cancelled`.
+/// code: its `fence(SeqCst)` in `after_push` after each pull, before it re-reads `cancelled`.
 fn after_drop() {
     loom::sync::atomic::fence(SeqCst);
 }
@@ -302,6 +302,48 @@ fn drop_after_one_item_while_feeder_waits() {
 #[test]
 fn drop_after_one_item_two_runners() {
     check("drop_after_one_item_two_runners", || drop_model(3, 2, 2, 1));
+}
+
+// ---- an item pulled never waits for the next pull ----------------------------------------
+
+/// The source's second pull blocks until the consumer has received the first item: if the
+/// feeder held item 0 back until that pull returned (to fill a refill of `batch`), the two
+/// would wait on each other and loom reports the deadlock.
+fn pulled_item_model(batch: u64, max_runners: usize) {
+    let gate = Arc::new(loom::sync::Notify::new());
+    let in_source = Arc::clone(&gate);
+    let mut pulls = 0u32;
+    let source = std::iter::from_fn(move || {
+        pulls += 1;
+        match pulls {
+            1 => Some(0u32),
+            2 => {
+                in_source.wait();
+                Some(1)
+            }
+            _ => None,
+        }
+    });
+    let mut run = start(source, |x| x, config(2, max_runners, batch));
+    assert_eq!(run.next(), Some(0));
+    gate.notify();
+    assert_eq!(run.next(), Some(1));
+    assert_eq!(run.next(), None);
+    run.join();
+}
+
+#[test]
+fn a_pulled_item_never_waits_for_the_next_pull() {
+    check("a_pulled_item_never_waits_for_the_next_pull", || {
+        pulled_item_model(2, 1)
+    });
+}
+
+#[test]
+fn a_pulled_item_never_waits_for_the_next_pull_two_runners() {
+    check("a_pulled_item_never_waits_for_the_next_pull_two_runners", || {
+        pulled_item_model(2, 2)
+    });
 }
 
 // ---- panics -----------------------------------------------------------------------------

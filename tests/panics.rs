@@ -481,3 +481,115 @@ fn fallible_form_reraises_panics_like_the_plain_form() {
         assert_finished(&mut it);
     });
 }
+
+// ---- a result whose `Drop` panics does not replace the outcome -------------------------
+
+/// A payload's message for a failure report. (The quiet panic hook hides any message that
+/// contains the word the intended panics carry, the report's own included.)
+fn shown(payload: &Payload) -> String {
+    format!("{:?}", message(payload)).replace("intended", "on purpose")
+}
+
+/// A result that panics when dropped while `armed`. (One armed result per adapter: two
+/// panicking drops in one container would abort the test binary whatever the adapter did.)
+struct Touchy {
+    index: u64,
+    armed: bool,
+}
+
+impl Touchy {
+    /// Disarms it and returns its index.
+    fn defuse(mut self) -> u64 {
+        self.armed = false;
+        self.index
+    }
+}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if self.armed {
+            panic!("intended: result {}'s Drop panics", self.index);
+        }
+    }
+}
+
+#[test]
+fn fs_panic_is_raised_even_when_a_later_result_panics_when_dropped() {
+    quiet_intended_panics();
+    guarded(|| {
+        for armed in 1..=3u64 {
+            for n in [4, 8] {
+                // Item 0 panics after 100 ms; the armed result is finished long before and
+                // waits its turn when the adapter ends at item 0.
+                let mut it = (0..10u64)
+                    .lazy_par_map(move |i| {
+                        if i == 0 {
+                            sleep_us(100_000);
+                            panic!("intended: f panicked at 0");
+                        }
+                        Touchy {
+                            index: i,
+                            armed: i == armed,
+                        }
+                    })
+                    .buffer(n)
+                    .pool(pool(2));
+                match catch(|| it.next()) {
+                    Err(payload) => assert!(
+                        message(&payload) == Some("intended: f panicked at 0"),
+                        "armed result {armed}, buffer {n}: the wrong payload: {}",
+                        shown(&payload)
+                    ),
+                    Ok(got) => panic!(
+                        "armed result {armed}, buffer {n}: next() gave {:?}, not f's panic",
+                        got.map(Touchy::defuse)
+                    ),
+                }
+                assert!(
+                    matches!(catch(|| it.next().map(Touchy::defuse)), Ok(None)),
+                    "armed result {armed}, buffer {n}: not finished after f's panic"
+                );
+                // Where the armed result's panic goes is the adapter's business.
+                let _ = catch(move || drop(it));
+            }
+        }
+    });
+}
+
+#[test]
+fn fallible_forms_err_is_returned_even_when_a_later_result_panics_when_dropped() {
+    quiet_intended_panics();
+    guarded(|| {
+        for armed in 1..=3u64 {
+            for n in [4, 8] {
+                let mut it = (0..10u64)
+                    .try_lazy_par_map(move |i| {
+                        if i == 0 {
+                            sleep_us(100_000);
+                            return Err(format!("bad {i}"));
+                        }
+                        Ok(Touchy {
+                            index: i,
+                            armed: i == armed,
+                        })
+                    })
+                    .buffer(n)
+                    .pool(pool(2));
+                match catch(|| it.next()) {
+                    Ok(Some(Err(e))) => assert_eq!(e, "bad 0"),
+                    Ok(Some(Ok(t))) => panic!("armed {armed}: Ok({}) before the Err", t.defuse()),
+                    Ok(None) => panic!("armed {armed}, buffer {n}: the Err was lost (None)"),
+                    Err(payload) => panic!(
+                        "armed {armed}, buffer {n}: the Err was lost to a panic: {}",
+                        shown(&payload)
+                    ),
+                }
+                assert!(
+                    matches!(catch(|| it.next().map(|r| r.map(Touchy::defuse))), Ok(None)),
+                    "armed result {armed}, buffer {n}: not finished after the Err"
+                );
+                let _ = catch(move || drop(it));
+            }
+        }
+    });
+}

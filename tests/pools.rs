@@ -342,3 +342,142 @@ fn a_started_adapter_may_move_between_threads_and_onto_workers() {
         assert_eq!(got, (0..300).collect::<Vec<_>>());
     });
 }
+
+// ---- inside `install`: the global pool, unless `.pool(p)` ---------------------------------
+
+/// Records the name of each thread that runs `f`.
+fn recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn() + Send + Sync + Clone + 'static,
+) {
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let record = {
+        let names = Arc::clone(&names);
+        move || {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("<unnamed>")
+                .to_owned();
+            names.lock().unwrap().push(name);
+        }
+    };
+    (names, record)
+}
+
+#[track_caller]
+fn assert_none_on(names: &Mutex<Vec<String>>, prefix: &str, what: &str) {
+    let names = names.lock().unwrap();
+    assert!(!names.is_empty(), "{what}: f never ran");
+    let on = names.iter().filter(|n| n.starts_with(prefix)).count();
+    assert_eq!(
+        on,
+        0,
+        "{what}: f ran {on} of {} times on the installed pool's thread",
+        names.len()
+    );
+}
+
+#[test]
+fn inside_install_f_runs_on_the_global_pool_not_the_installed_one() {
+    guarded(|| {
+        let mine = named_pool(1, "mine");
+        // The plain, unordered and fallible forms, consumed on `mine-0`.
+        let (names, record) = recorder();
+        let r = record.clone();
+        let count = mine.install(move || {
+            (0..400u64)
+                .lazy_par_map(move |x| {
+                    r();
+                    assert!(rayon::current_thread_index().is_some(), "f ran off a pool");
+                    sleep_us(1_000);
+                    x
+                })
+                .buffer(64)
+                .count()
+        });
+        assert_eq!(count, 400);
+        assert_none_on(&names, "mine-", "lazy_par_map");
+
+        let (names, record) = recorder();
+        let r = record.clone();
+        let count = mine.install(move || {
+            (0..400u64)
+                .lazy_par_map(move |x| {
+                    r();
+                    sleep_us(1_000);
+                    x
+                })
+                .buffer(64)
+                .unordered()
+                .count()
+        });
+        assert_eq!(count, 400);
+        assert_none_on(&names, "mine-", "unordered");
+
+        let (names, record) = recorder();
+        let r = record.clone();
+        let count = mine.install(move || {
+            (0..400u64)
+                .try_lazy_par_map(move |x| {
+                    r();
+                    sleep_us(1_000);
+                    Ok::<u64, ()>(x)
+                })
+                .buffer(64)
+                .count()
+        });
+        assert_eq!(count, 400);
+        assert_none_on(&names, "mine-", "try_lazy_par_map");
+    });
+}
+
+#[test]
+fn inside_install_f_runs_only_on_the_pool_given() {
+    guarded(|| {
+        let mine = named_pool(1, "mine");
+        let given = named_pool(2, "given");
+        let (names, record) = recorder();
+        let count = mine.install(move || {
+            (0..400u64)
+                .lazy_par_map(move |x| {
+                    record();
+                    sleep_us(1_000);
+                    x
+                })
+                .buffer(64)
+                .pool(given)
+                .count()
+        });
+        assert_eq!(count, 400);
+        let names = names.lock().unwrap();
+        let elsewhere: Vec<&String> = names.iter().filter(|n| !n.starts_with("given-")).collect();
+        assert!(
+            elsewhere.is_empty(),
+            "f ran {} of 400 times off the given pool, on {:?}",
+            elsewhere.len(),
+            elsewhere.first()
+        );
+    });
+}
+
+#[test]
+fn the_scoped_form_inside_install_runs_on_the_global_pool() {
+    guarded(|| {
+        let mine = named_pool(1, "mine");
+        let (names, record) = recorder();
+        let data: Vec<u64> = (0..400).collect();
+        let count = mine.install(|| {
+            lazy_par_map::scope(|s| {
+                s.lazy_par_map(data.iter(), |x| {
+                    record();
+                    sleep_us(1_000);
+                    *x
+                })
+                .buffer(64)
+                .count()
+            })
+        });
+        assert_eq!(count, 400);
+        assert_none_on(&names, "mine-", "scope");
+    });
+}

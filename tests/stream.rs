@@ -170,3 +170,25 @@ fn stream_polled_on_the_only_worker_of_its_pool_makes_progress() {
         assert_eq!(got, (0..100).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn a_stream_on_the_only_worker_whose_source_is_another_adapter_on_that_pool_finishes() {
+    // Both stages map on the same pool of one thread, whose only worker polls the outer
+    // stage: its poll must run the inner stage's jobs too (other pool work), not only its own.
+    common::watchdog(10, || {
+        let one = pool(1);
+        let (a, b) = (Arc::clone(&one), Arc::clone(&one));
+        let got: Vec<u64> = one.install(move || {
+            collect(
+                (0..200u64)
+                    .lazy_par_map(|x| x + 1)
+                    .buffer(4)
+                    .pool(a)
+                    .lazy_par_map(|x| x * 2)
+                    .buffer(4)
+                    .pool(b),
+            )
+        });
+        assert_eq!(got, (0..200u64).map(|x| (x + 1) * 2).collect::<Vec<_>>());
+    });
+}

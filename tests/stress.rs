@@ -6,10 +6,17 @@
 //! `f` and the consumer (mostly none, sometimes a spin of a few µs, rarely a sleep of up to
 //! 1 ms), a panic in `f` and/or the source at a random position, a consumer that drops the
 //! adapter at a random point, completion order, and whether the consumer runs inside the
-//! pool (`pool.install`). Each case checks:
+//! pool (`pool.install`). Some cases add a source that blocks mid-stream after a fast
+//! warm-up (a socket waiting for the answers to what it sent: it blocks until the consumer
+//! has every item pulled before), results whose `Drop` panics (where the adapter drops them),
+//! or (with the `stream` feature) a consumer that polls the adapter as a `Stream` on the
+//! only worker of a one-thread pool. Each case checks:
 //!
 //! - the output is the sequential result, or its prefix up to the first panic, which then
-//!   comes with the same payload (then `None`);
+//!   comes with the same payload (then `None`); a panicking `Drop` of a result never
+//!   replaces it, and comes out of `drop(adapter)` or nowhere;
+//! - items already pulled never wait for a later pull: a blocked pull does not hold back
+//!   the items before it;
 //! - the bound: at each pull, `taken - returned <= buffer` (a `next()` under way may already
 //!   have freed its slot, so while the consumer is inside `next()` one more is allowed);
 //! - after the drop, the source is pulled at most once more (a pull already under way);
@@ -19,7 +26,8 @@
 //! - no thread left behind: the process's thread count returns to its baseline.
 //!
 //! `LPM_STRESS_CASES=n` sets the number of cases; `LPM_STRESS_SEED=s` the first seed (case
-//! `k` uses seed `s + k`, and a failure prints it).
+//! `k` uses seed `s + k`, and a failure prints it). `LPM_STRESS_TRACE=1` prints each case to
+//! stderr before it runs, for a failure (an abort) that ends the process before any report.
 
 use lazy_par_map::prelude::*;
 use std::any::Any;
@@ -125,6 +133,14 @@ struct Case {
     /// The consumer runs on a worker of the pool it maps on.
     install: bool,
     unordered: bool,
+    /// At these pulls (after a fast warm-up) the source blocks until the consumer has
+    /// every item before (or has stopped).
+    stalls: Vec<usize>,
+    /// Some results that the adapter drops (the consumer's are defused) panic in `Drop`.
+    bombs: bool,
+    /// The consumer polls the adapter as a `Stream` on the only worker of the one-thread
+    /// pool (`stream` feature).
+    stream: bool,
 }
 
 impl Case {
@@ -155,7 +171,7 @@ impl Case {
         // In completion order a panic may come before any earlier item: no prefix to check.
         let f_panic_at = (!unordered && rng.chance(20)).then(|| rng.below(span) as usize);
         let source_panic_at = (!unordered && rng.chance(15)).then(|| rng.below(span) as usize);
-        Case {
+        let mut case = Case {
             seed,
             buffer,
             pool: rng.below(pools as u64) as usize,
@@ -168,7 +184,26 @@ impl Case {
             consumer_latency: Latency::draw(&mut rng),
             install: rng.chance(25),
             unordered,
+            stalls: Vec::new(),
+            bombs: false,
+            stream: false,
+        };
+        // The new shapes are drawn last, so that earlier seeds keep their other choices.
+        if rng.chance(15) {
+            // In the second half of the source, after a warm-up that makes jobs large.
+            let stalls = 1 + rng.below(3);
+            case.stalls = (0..stalls)
+                .map(|_| (span / 2 + rng.below(span - span / 2)) as usize)
+                .collect();
+            case.stalls.sort_unstable();
         }
+        case.bombs = case.drop_at.is_some() && rng.chance(25);
+        case.stream = rng.chance(12) && cfg!(feature = "stream");
+        if case.stream {
+            case.pool = 0;
+            case.install = true;
+        }
+        case
     }
 
     /// What the consumer must see: the items' indices, then the panic payload if one comes
@@ -213,6 +248,8 @@ struct Probe {
     returned: AtomicUsize,
     /// The consumer is inside `next()`.
     in_next: AtomicBool,
+    /// The consumer has stopped taking items.
+    consumer_done: AtomicBool,
     /// Items (inputs and results) made and dropped.
     made: AtomicUsize,
     dropped: AtomicUsize,
@@ -256,8 +293,37 @@ struct Input {
 struct Output {
     index: usize,
     value: u64,
-    _counted: Counted,
+    /// Panics when dropped (after counting the drop), unless the consumer defused it.
+    bomb: bool,
+    probe: Arc<Probe>,
 }
+
+impl Output {
+    fn new(probe: &Arc<Probe>, index: usize, value: u64, bomb: bool) -> Self {
+        probe.made.fetch_add(1, SeqCst);
+        Output {
+            index,
+            value,
+            bomb,
+            probe: Arc::clone(probe),
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.probe.dropped.fetch_add(1, SeqCst);
+        if self.bomb {
+            panic_any(format!(
+                "{STRESS_PANIC} result {}'s Drop panics",
+                self.index
+            ));
+        }
+    }
+}
+
+/// How long a blocked source waits for the consumer to take every item before the block.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
 
 struct Source {
     case: Case,
@@ -285,6 +351,23 @@ impl Iterator for Source {
             }
         }
         let index = self.next;
+        if self.case.stalls.contains(&index) {
+            // A socket that waits for the answers to what it sent: every item pulled so far
+            // must reach the consumer while this pull blocks.
+            let deadline = Instant::now() + STALL_LIMIT;
+            while probe.returned.load(SeqCst) < index && !probe.consumer_done.load(SeqCst) {
+                if Instant::now() > deadline {
+                    let mut violation = probe.violation.lock().unwrap();
+                    violation.get_or_insert(format!(
+                        "items held back: the source blocked at item {index} and the consumer \
+                         got only {} of the {index} items before it within {STALL_LIMIT:?}",
+                        probe.returned.load(SeqCst)
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
         self.case.source_latency.apply(self.case.seed, 1, index);
         if self.case.source_panic_at == Some(index) {
             panic_any(format!("{STRESS_PANIC} source panics at {index}"));
@@ -319,11 +402,8 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
             if case.f_panic_at == Some(input.index) {
                 panic_any(format!("{STRESS_PANIC} f panics at {}", input.index));
             }
-            Output {
-                index: input.index,
-                value: value(input.index as u64),
-                _counted: Counted::new(&probe),
-            }
+            let bomb = case.bombs && mix(case.seed ^ 0xb0b ^ input.index as u64) % 4 == 0;
+            Output::new(&probe, input.index, value(input.index as u64), bomb)
         }
     };
     let pool = &pools[case.pool];
@@ -337,35 +417,50 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
     }
     let consume = || {
         let mut adapter = adapter;
+        let next = |adapter: &mut _| take_next(adapter, case.stream);
         let mut got = Vec::new();
         let mut panic = None;
         let mut after_panic = None;
         while case.drop_at != Some(got.len()) {
             probe.in_next.store(true, SeqCst);
-            let next = catch_unwind(AssertUnwindSafe(|| adapter.next()));
-            if let Ok(Some(_)) = next {
+            let result = catch_unwind(AssertUnwindSafe(|| next(&mut adapter)));
+            if let Ok(Some(_)) = result {
                 probe.returned.fetch_add(1, SeqCst);
             }
             probe.in_next.store(false, SeqCst);
-            match next {
-                Ok(Some(output)) => got.push((output.index, output.value)),
+            match result {
+                Ok(Some(mut output)) => {
+                    output.bomb = false;
+                    got.push((output.index, output.value));
+                }
                 Ok(None) => break,
                 Err(payload) => {
                     panic = Some(payload);
-                    after_panic = Some(adapter.next().map(|output| output.index));
+                    let again = catch_unwind(AssertUnwindSafe(|| next(&mut adapter)));
+                    after_panic = Some(match again {
+                        Ok(output) => Ok(output.map(|mut output| {
+                            output.bomb = false;
+                            output.index
+                        })),
+                        Err(payload) => Err(payload_text(&*payload).map(str::to_owned)),
+                    });
                     break;
                 }
             }
             case.consumer_latency.apply(case.seed, 3, got.len());
         }
+        probe.consumer_done.store(true, SeqCst);
         let started = Instant::now();
-        drop(adapter);
+        let drop_panic = catch_unwind(AssertUnwindSafe(move || drop(adapter)))
+            .err()
+            .map(|payload| payload_text(&*payload).map(str::to_owned));
         let drop_took = started.elapsed();
         let pulls_at_drop = probe.pulls.load(SeqCst);
         Outcome {
             got,
             panic,
             after_panic,
+            drop_panic,
             drop_took,
             pulls_at_drop,
             probe: Arc::clone(&probe),
@@ -378,12 +473,33 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
     }
 }
 
+/// The next result, taken as an `Iterator`, or as a `Stream` in a `stream` case
+/// (`block_on` on a worker of the pool: its poll must run the pool's work itself).
+#[cfg(feature = "stream")]
+fn take_next<A>(adapter: &mut A, as_stream: bool) -> Option<<A as Iterator>::Item>
+where
+    A: Iterator + futures::Stream<Item = <A as Iterator>::Item> + Unpin,
+{
+    if as_stream {
+        futures::executor::block_on(futures::StreamExt::next(adapter))
+    } else {
+        adapter.next()
+    }
+}
+
+#[cfg(not(feature = "stream"))]
+fn take_next<A: Iterator>(adapter: &mut A, _as_stream: bool) -> Option<A::Item> {
+    adapter.next()
+}
+
 struct Outcome {
     /// Index and value of each item returned.
     got: Vec<(usize, u64)>,
     panic: Option<Box<dyn Any + Send>>,
-    /// What `next()` returned after the panic.
-    after_panic: Option<Option<usize>>,
+    /// What `next()` returned after the panic (or the text of its own panic).
+    after_panic: Option<Result<Option<usize>, Option<String>>>,
+    /// The panic that came out of `drop(adapter)`, if any.
+    drop_panic: Option<Option<String>>,
     drop_took: Duration,
     pulls_at_drop: usize,
     probe: Arc<Probe>,
@@ -440,7 +556,7 @@ fn check_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Result<(), Strin
                     payload_text(&**got)
                 ));
             }
-            if outcome.after_panic != Some(None) {
+            if outcome.after_panic != Some(Ok(None)) {
                 return Err(format!(
                     "next() after the panic gave {:?}",
                     outcome.after_panic
@@ -452,6 +568,15 @@ fn check_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Result<(), Strin
                 "panic {:?}, expected {want:?}",
                 got.as_ref().map(|p| payload_text(&**p))
             ))
+        }
+    }
+    if let Some(text) = &outcome.drop_panic {
+        let from_a_bomb = case.bombs
+            && text
+                .as_deref()
+                .is_some_and(|t| t.starts_with(STRESS_PANIC) && t.ends_with("Drop panics"));
+        if !from_a_bomb {
+            return Err(format!("drop(adapter) panicked: {text:?}"));
         }
     }
     if outcome.drop_took > Duration::from_millis(500) {
@@ -551,6 +676,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn random_cases_match_sequential_map_and_keep_the_contract() {
     let cases = env_u64("LPM_STRESS_CASES").unwrap_or(DEFAULT_CASES);
     let first_seed = env_u64("LPM_STRESS_SEED").unwrap_or(0x5eed);
+    let trace = std::env::var_os("LPM_STRESS_TRACE").is_some();
     quiet_stress_panics();
     let pools: Vec<Arc<rayon::ThreadPool>> = (1..=8)
         .map(|threads| {
@@ -570,9 +696,14 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
     let baseline = thread_count();
     let started = Instant::now();
     let (mut panicked, mut dropped, mut installed, mut items) = (0, 0, 0, 0);
+    let (mut stalled, mut bombed, mut streamed) = (0, 0, 0);
     for k in 0..cases {
         let case = Case::draw(first_seed.wrapping_add(k), pools.len());
         *CURRENT.lock().unwrap() = Some((Instant::now(), format!("{case:?}")));
+        if trace {
+            // An abort ends the process before any report: the last line names the case.
+            eprintln!("stress: case {k}: {case:?}");
+        }
         if let Err(broken) = check_case(&case, &pools) {
             panic!(
                 "case {k} (LPM_STRESS_SEED={}): {broken}\n{case:?}",
@@ -584,6 +715,9 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
         panicked += usize::from(payload.is_some());
         dropped += usize::from(case.drop_at.is_some());
         installed += usize::from(case.install);
+        stalled += usize::from(!case.stalls.is_empty());
+        bombed += usize::from(case.bombs);
+        streamed += usize::from(case.stream);
         if k % 500 == 499 {
             let now = settle_threads(baseline, SETTLE_LIMIT);
             assert!(
@@ -597,7 +731,8 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
     assert!(now <= baseline, "{now} threads left, baseline {baseline}");
     println!(
         "stress: {cases} cases ({items} items yielded; {panicked} ending in a panic, \
-         {dropped} dropped early, {installed} consumed inside the pool) in {:.1?}; \
+         {dropped} dropped early, {installed} consumed inside the pool, {stalled} with a \
+         blocking source, {bombed} with panicking drops, {streamed} as a Stream) in {:.1?}; \
          threads back to {now}",
         started.elapsed()
     );

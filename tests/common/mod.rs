@@ -544,3 +544,58 @@ pub fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
             .expect("build a rayon pool"),
     )
 }
+
+// ---- child processes -------------------------------------------------------------------
+
+/// The environment variable that names the test a child process runs (see [`in_child`]).
+const CHILD_TEST: &str = "LPM_CHILD_TEST";
+
+/// Whether this process is the child that [`run_in_child`] started for `test`.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_TEST).is_ok_and(|name| name == test)
+}
+
+/// Runs the test `test` of this test binary again in a child process (where [`is_child`]
+/// is true for it) and panics unless the child exits successfully. A scenario that could
+/// abort the process (a panic while a panic unwinds, a panic escaping a rayon `spawn`) runs
+/// there, so that an abort fails one test instead of killing the whole test binary. The
+/// child is killed if it runs past [`LIMIT_SECS`].
+#[track_caller]
+pub fn in_child(test: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut child = std::process::Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(CHILD_TEST, test)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child process");
+    let mut stderr = child.stderr.take().expect("the child's stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(LIMIT_SECS);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child process") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stderr = reader.join().unwrap_or_default();
+    let tail: String = {
+        let lines: Vec<&str> = stderr.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => panic!("the child process running {test} ended with {status}:\n{tail}"),
+        None => panic!("the child process running {test} hung for {LIMIT_SECS} s:\n{tail}"),
+    }
+}
