@@ -72,6 +72,7 @@ pub(crate) enum Place {
     /// A worker of another pool: it runs none of the adapter's items (`f` runs on one pool
     /// only), but keeps its own pool going with `rayon::yield_now`, since what it waits for
     /// may depend on that pool (a source that is itself an adapter on it).
+    #[cfg_attr(lazy_par_map_loom, allow(dead_code))]
     OtherPool,
 }
 
@@ -123,6 +124,7 @@ impl Pool {
     pub(crate) fn place(&self) -> Place {
         Place::Outside
     }
+    pub(crate) fn mark_worker(&self) {}
 }
 
 #[cfg(lazy_par_map_loom)]

@@ -59,8 +59,10 @@ const MAX_PATIENCE: Duration = Duration::from_millis(256);
 
 /// A runner's batch should take about this long to run, so that its fixed cost (a steal, a
 /// lock, perhaps a wake-up) is a few percent of it.
+#[cfg_attr(lazy_par_map_loom, allow(dead_code))]
 const TARGET_BATCH_NANOS: u64 = 200_000;
 /// The largest batch a runner steals, in items.
+#[cfg_attr(lazy_par_map_loom, allow(dead_code))]
 const MAX_BATCH: u64 = 16_384;
 
 /// A runner about to steal from a short queue, while `f` is cheap and the feeder is
@@ -77,6 +79,11 @@ const GATHER_ROUNDS: u32 = 0;
 const GATHER_SPIN: u32 = 64;
 /// Queued items a gathering runner waits for (it steals about half of them).
 const GATHER_ITEMS: usize = 64;
+
+/// Queued work, in nanoseconds of `f`, that pays for starting one more runner while one is
+/// already draining the queue (a rayon `spawn` and the wake-up of a sleeping worker cost
+/// tens of microseconds on this kind of VM).
+const SPAWN_WORTH_NANOS: u64 = 20_000;
 
 /// How many times a runner with an empty queue yields its thread before it exits. Measured
 /// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
@@ -357,7 +364,24 @@ impl<T, R, F> Shared<T, R, F> {
         if self.helper_waits.load(Relaxed) {
             self.wake_consumer(self.ring.lock());
         }
+        let running = self.runners.load(SeqCst);
+        if running > 0 && !self.worth_another_runner() {
+            // A runner is draining the queue and will see this item: one more would cost
+            // a spawn and a wake-up for less work than that.
+            return false;
+        }
         self.claim_runner()
+    }
+
+    /// Whether the queued work pays for starting one more runner: always while `f`'s cost is
+    /// unknown, else once the queue holds [`SPAWN_WORTH_NANOS`] of work.
+    fn worth_another_runner(&self) -> bool {
+        // Timing must not steer a loom model: there every runner allowed is started.
+        if cfg!(lazy_par_map_loom) {
+            return true;
+        }
+        let f_nanos = self.f_nanos.load(Relaxed);
+        f_nanos == 0 || self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS
     }
 
     /// Records how the source ended, after `items` items; the feeder dispatches nothing

@@ -193,7 +193,7 @@ mod imp {
         pub(crate) fn steal_batch(&self, local: &Local<T>, limit: usize) -> Option<T> {
             let mut queue = self.0.lock().unwrap();
             let first = queue.pop_front()?;
-            let more = (queue.len() + 1).div_ceil(2).min(limit.max(1) - 1);
+            let more = (queue.len() / 2).min(limit.max(1) - 1);
             local.0.borrow_mut().extend(queue.drain(..more));
             Some(first)
         }
