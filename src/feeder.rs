@@ -160,8 +160,11 @@ where
                     };
                     pusher.push((taken, item));
                     taken += 1;
-                    shared.taken.0.store(taken, Relaxed);
-                    if shared.after_push() {
+                    if taken % 64 == 0 {
+                        // Every item would cost a store to a line `stats()` reads.
+                        shared.taken.0.store(taken, Relaxed);
+                    }
+                    if shared.after_push(taken) {
                         start_runner(Arc::clone(shared));
                     }
                 }
@@ -170,6 +173,7 @@ where
                 Ok(end) => end,
                 Err(payload) => Some(End::Panicked(payload)),
             };
+            shared.taken.0.store(taken, Relaxed);
             self.batching
                 .record_pulls(started.elapsed().as_nanos() as u64, taken - before);
             if let Some(end) = end {

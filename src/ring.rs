@@ -65,21 +65,6 @@ const TARGET_BATCH_NANOS: u64 = 200_000;
 #[cfg_attr(lazy_par_map_loom, allow(dead_code))]
 const MAX_BATCH: u64 = 16_384;
 
-/// A runner about to steal from a short queue, while `f` is cheap and the feeder is
-/// pushing, waits for at most this many rounds of [`GATHER_SPIN`] spin hints (each round
-/// a microsecond or less) for the queue to hold [`GATHER_ITEMS`]: a steal costs tens of
-/// nanoseconds, so stealing items one or two at a time would cost more than a cheap `f`.
-/// It waits only while the feeder's count moves: an item never waits on a source that
-/// blocks.
-#[cfg(not(lazy_par_map_loom))]
-const GATHER_ROUNDS: u32 = 8;
-#[cfg(lazy_par_map_loom)]
-const GATHER_ROUNDS: u32 = 0;
-/// Spin hints per gathering round.
-const GATHER_SPIN: u32 = 64;
-/// Queued items a gathering runner waits for (it steals about half of them).
-const GATHER_ITEMS: usize = 64;
-
 /// Queued work, in nanoseconds of `f`, that pays for starting one more runner while one is
 /// already draining the queue (a rayon `spawn` and the wake-up of a sleeping worker cost
 /// tens of microseconds on this kind of VM).
@@ -188,6 +173,10 @@ struct Flags {
     cancelled: AtomicBool,
     /// Items after this sequence number are not wanted (a panic or an `Err` at it).
     stop_at: AtomicU64,
+    /// A consumer on a worker of the adapter's pool waits and can run items: wake it for
+    /// each new item. Read by the feeder after every item, written when such a consumer
+    /// starts or stops waiting.
+    helper_waits: AtomicBool,
 }
 
 /// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
@@ -218,11 +207,9 @@ pub(crate) struct Shared<T, R, F> {
     pub(crate) feeder_wait_nanos: AtomicU64,
     /// The feeder has ended: no item will come.
     feeder_done: AtomicBool,
-    /// A consumer on a worker of the adapter's pool waits and can run items: wake it for
-    /// each new item.
-    helper_waits: AtomicBool,
-    /// Runners currently draining `queue`.
-    runners: AtomicUsize,
+    /// Runners currently draining `queue`: read by the feeder after every item, written
+    /// when a runner starts or leaves, so a line of its own.
+    runners: Padded<AtomicUsize>,
     /// The consumer has found no batch ready: a runner that holds results and finds the
     /// queue empty delivers them at once instead of lingering with them.
     hungry: Padded<AtomicBool>,
@@ -259,12 +246,12 @@ impl<T, R, F> Shared<T, R, F> {
             flags: Padded(Flags {
                 cancelled: AtomicBool::new(false),
                 stop_at: AtomicU64::new(u64::MAX),
+                helper_waits: AtomicBool::new(false),
             }),
             f_nanos: AtomicU64::new(0),
             feeder_wait_nanos: AtomicU64::new(0),
             feeder_done: AtomicBool::new(false),
-            helper_waits: AtomicBool::new(false),
-            runners: AtomicUsize::new(0),
+            runners: Padded(AtomicUsize::new(0)),
             hungry: Padded(AtomicBool::new(false)),
             queue: Silent::new(queue),
             ring: Mutex::new(Ring {
@@ -356,16 +343,16 @@ impl<T, R, F> Shared<T, R, F> {
     /// After the feeder pushed an item: makes sure someone will run it. Returns `true` if
     /// the caller must start a runner. No lock, unless a consumer on a worker waits.
     #[inline]
-    pub(crate) fn after_push(&self) -> bool {
+    pub(crate) fn after_push(&self, seq: u64) -> bool {
         // Pairs with the fence in `run_jobs`: either that runner sees this item, or we see
         // that it has left and start another. Likewise with a consumer that waits on a
         // worker of the pool (`helper_waits`): it sees the item, or we wake it to run it.
         fence(SeqCst);
-        if self.helper_waits.load(Relaxed) {
+        if self.flags.0.helper_waits.load(Relaxed) {
             self.wake_consumer(self.ring.lock());
         }
-        let running = self.runners.load(SeqCst);
-        if running > 0 && !self.worth_another_runner() {
+        let running = self.runners.0.load(SeqCst);
+        if running > 0 && !self.worth_another_runner(seq) {
             // A runner is draining the queue and will see this item: one more would cost
             // a spawn and a wake-up for less work than that.
             return false;
@@ -374,14 +361,18 @@ impl<T, R, F> Shared<T, R, F> {
     }
 
     /// Whether the queued work pays for starting one more runner: always while `f`'s cost is
-    /// unknown, else once the queue holds [`SPAWN_WORTH_NANOS`] of work.
-    fn worth_another_runner(&self) -> bool {
+    /// unknown or one item is worth it, else once the queue holds [`SPAWN_WORTH_NANOS`] of
+    /// work. For a cheap `f` the queue is measured every 16th item only (`seq`): its length
+    /// is a line the runners write.
+    fn worth_another_runner(&self, seq: u64) -> bool {
         // Timing must not steer a loom model: there every runner allowed is started.
         if cfg!(lazy_par_map_loom) {
             return true;
         }
         let f_nanos = self.f_nanos.load(Relaxed);
-        f_nanos == 0 || self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS
+        f_nanos == 0
+            || f_nanos >= SPAWN_WORTH_NANOS
+            || (seq % 16 == 0 && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS)
     }
 
     /// Records how the source ended, after `items` items; the feeder dispatches nothing
@@ -395,13 +386,14 @@ impl<T, R, F> Shared<T, R, F> {
 
     fn claim_runner(&self) -> bool {
         let max = self.max_runners();
-        let mut running = self.runners.load(SeqCst);
+        let mut running = self.runners.0.load(SeqCst);
         loop {
             if running >= max {
                 return false;
             }
             match self
                 .runners
+                .0
                 .compare_exchange(running, running + 1, SeqCst, SeqCst)
             {
                 Ok(_) => return true,
@@ -426,7 +418,7 @@ where
                 self.run_batch(first, Some(&local), &mut held);
             }
             self.deliver(&mut held);
-            self.runners.fetch_sub(1, SeqCst);
+            self.runners.0.fetch_sub(1, SeqCst);
             fence(SeqCst);
             if self.queue.get().is_empty() || !self.claim_runner() {
                 return;
@@ -460,7 +452,6 @@ where
     #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
     fn next_item(&self, local: &Local<Item<T>>, held: &mut Option<Batch<R>>) -> Option<Item<T>> {
         let queue = self.queue.get();
-        self.gather(queue);
         for _ in 0..RUNNER_LINGER {
             if let Some(item) = queue.steal_batch(local, self.batch_limit()) {
                 return Some(item);
@@ -474,30 +465,6 @@ where
             std::thread::yield_now();
         }
         queue.steal_batch(local, self.batch_limit())
-    }
-
-    /// Waits a little for a short queue to grow while the feeder is pushing and `f` is cheap
-    /// (see [`GATHER_ROUNDS`]).
-    #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
-    fn gather(&self, queue: &Queue<Item<T>>) {
-        let want = GATHER_ITEMS.min(2 * self.batch_limit());
-        if want <= 2 {
-            return;
-        }
-        let mut taken = self.taken.0.load(Relaxed);
-        for _ in 0..GATHER_ROUNDS {
-            if queue.len() >= want || self.is_stopped() {
-                return;
-            }
-            for _ in 0..GATHER_SPIN {
-                std::hint::spin_loop();
-            }
-            let now = self.taken.0.load(Relaxed);
-            if now == taken {
-                return; // the feeder waits for slots, or is inside a slow pull
-            }
-            taken = now;
-        }
     }
 
     /// Runs one queued item on the calling thread (a consumer that helps), if there is one.
@@ -750,7 +717,7 @@ impl<T, R, F> Shared<T, R, F> {
                 None => self.consumer_cv.wait(&mut ring),
             }
             ring.consumer_waits = false;
-            self.helper_waits.store(false, Relaxed);
+            self.stop_helping();
         }
     }
 
@@ -775,15 +742,23 @@ impl<T, R, F> Shared<T, R, F> {
         Help::Idle(ring)
     }
 
+    /// The consumer has stopped waiting: no more wake-ups per item. Written only if it was
+    /// set, so that a consumer off the pool never touches the feeder's line.
+    fn stop_helping(&self) {
+        if self.flags.0.helper_waits.load(Relaxed) {
+            self.flags.0.helper_waits.store(false, Relaxed);
+        }
+    }
+
     /// A consumer on a worker of the adapter's pool is about to wait: from now on the feeder
     /// wakes it for every new item, which it can run itself. Returns `false` if an item
     /// came in meanwhile.
     fn announce_helper(&self) -> bool {
-        self.helper_waits.store(true, SeqCst);
+        self.flags.0.helper_waits.store(true, SeqCst);
         if self.queue.get().is_empty() {
             true
         } else {
-            self.helper_waits.store(false, Relaxed);
+            self.stop_helping();
             false
         }
     }
@@ -859,7 +834,7 @@ impl<T, R, F> Shared<T, R, F> {
             self.nudge_feeder(&mut ring);
             self.consumer_cv.wait_for(&mut ring, left);
             ring.consumer_waits = false;
-            self.helper_waits.store(false, Relaxed);
+            self.stop_helping();
             if let Some(next) = self.try_take(&mut ring) {
                 return Some(next);
             }
