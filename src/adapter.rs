@@ -4,6 +4,7 @@
 
 use crate::consumer::{Consumer, Got};
 use crate::map::{NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
+use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::ring::{Item, Shared};
 use crate::sync::Queue;
@@ -59,7 +60,7 @@ where
 impl<I, F, R> Adapter<I, F, R>
 where
     I: Iterator,
-    F: Fn(I::Item) -> R,
+    F: MapFn<I::Item, Output = R>,
 {
     pub(crate) fn new(source: I, f: F, stop_when: Option<fn(&R) -> bool>) -> Self {
         let hint = source.size_hint();

@@ -1,6 +1,7 @@
 //! The consumer's side: the results of the current job, the counter it publishes after every
 //! item, and how a failure reaches the caller (re-raised panic, then fused).
 
+use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::ring::{Batch, End, Next, Payload, Shared};
 use crate::silent::{drop_each_silently, drop_silently};
@@ -37,7 +38,7 @@ pub(crate) struct Consumer<T, R, F> {
 
 impl<T, R, F> Consumer<T, R, F>
 where
-    F: Fn(T) -> R,
+    F: MapFn<T, Output = R>,
 {
     pub(crate) fn new(shared: Arc<Shared<T, R, F>>, pool: Pool) -> Self {
         Consumer {

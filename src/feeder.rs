@@ -6,6 +6,7 @@
 //! with a pull under way), pushes each item before the next pull (so no item waits for a
 //! later one), and refills free slots in runs sized by [`Batching`].
 
+use crate::mapper::MapFn;
 use crate::ring::{End, Shared};
 use crate::silent::Silent;
 use crate::sync::{Arc, Pusher};
@@ -105,7 +106,7 @@ where
 impl<I, R, F> Feeder<I, R, F>
 where
     I: Iterator,
-    F: Fn(I::Item) -> R,
+    F: MapFn<I::Item, Output = R>,
 {
     /// A feeder with adaptive batching over `source`, and the consumer's handle on the
     /// same shared state, built by `shared` around the runners' end of the item queue.

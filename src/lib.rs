@@ -79,6 +79,7 @@ mod adapter;
 mod consumer;
 mod feeder;
 mod map;
+mod mapper;
 mod pool;
 mod ring;
 // The scoped form shares std `Arc`s with `dyn` and `Weak`, which loom's `Arc` lacks.
@@ -93,6 +94,7 @@ mod try_map;
 pub mod loom_model;
 
 pub use map::{LazyParMap, NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
+pub use mapper::{MapFn, WithInit};
 #[cfg(not(lazy_par_map_loom))]
 pub use scope::{scope, Scope, ScopedLazyParMap};
 pub use try_map::TryLazyParMap;
@@ -137,6 +139,50 @@ where
         R: Send + 'static,
     {
         LazyParMap::new(self, f)
+    }
+
+    /// Like [`lazy_par_map`](LazyParMapExt::lazy_par_map), with a state for `f` that each
+    /// thread running `f` for this adapter makes once with `init` and reuses for every item
+    /// it maps (rayon's `map_init`): a scratch buffer, a compiled pattern, a connection.
+    ///
+    /// A state lives with a runner on a pool thread (or with a consumer that helps on a
+    /// worker) and is kept for the adapter's life, so `init` runs about once per pool
+    /// thread, never once per item; a state is never used by two calls at once (a thread
+    /// that, inside `f`, helps with this same adapter gets a state of its own). States are
+    /// handed from one runner to the next on the pool, hence `S: Send`; they are dropped
+    /// with the adapter's `f`. Everything else is [`lazy_par_map`]'s: the same adapter
+    /// type and configuration, the whole contract. A panic in `init` is a panic of `f`
+    /// for the item that needed the state.
+    ///
+    /// [`lazy_par_map`]: LazyParMapExt::lazy_par_map
+    ///
+    /// # Examples
+    /// ```
+    /// use lazy_par_map::prelude::*;
+    /// use std::fmt::Write;
+    /// // One `String` buffer per thread, reused across items instead of one per item.
+    /// let lines: Vec<String> = (1..=3u32)
+    ///     .lazy_par_map_init(String::new, |buf, n| {
+    ///         buf.clear();
+    ///         write!(buf, "{n} squared is {}", n * n).unwrap();
+    ///         buf.to_uppercase()
+    ///     })
+    ///     .buffer(8)
+    ///     .collect();
+    /// assert_eq!(lines, ["1 SQUARED IS 1", "2 SQUARED IS 4", "3 SQUARED IS 9"]);
+    /// ```
+    fn lazy_par_map_init<INIT, S, F, R>(
+        self,
+        init: INIT,
+        f: F,
+    ) -> LazyParMap<Self, WithInit<INIT, F, S>, R>
+    where
+        INIT: Fn() -> S + Send + Sync + 'static,
+        S: Send + 'static,
+        F: Fn(&mut S, Self::Item) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        LazyParMap::new(self, WithInit::new(init, f))
     }
 
     /// Like [`lazy_par_map`](LazyParMapExt::lazy_par_map) for a fallible `f`: yields `Ok`

@@ -8,6 +8,7 @@
 
 use crate::consumer::{Consumer, Got};
 use crate::feeder::{Batching, Feeder};
+use crate::mapper::MapFn;
 use crate::ring::Shared;
 use crate::sync::Arc;
 use loom::sync::Mutex;
@@ -45,7 +46,7 @@ pub fn start<I, F, R>(source: I, f: F, config: Config) -> Run<I::Item, R, F>
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
     let (mut feeder, shared) = Feeder::adaptive(source, |queue| {
@@ -72,7 +73,7 @@ where
 
 impl<T, R, F> Run<T, R, F>
 where
-    F: Fn(T) -> R,
+    F: MapFn<T, Output = R>,
 {
     /// Drops the consumer's end, as dropping the adapter does; the threads go on.
     pub fn close(&mut self) {
@@ -95,7 +96,7 @@ where
 
 impl<T, R, F> Iterator for Run<T, R, F>
 where
-    F: Fn(T) -> R,
+    F: MapFn<T, Output = R>,
 {
     type Item = R;
 

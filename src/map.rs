@@ -3,6 +3,7 @@
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
 use crate::feeder::Feeder;
+use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::silent::drop_silently;
 use std::fmt;
@@ -97,7 +98,7 @@ impl<I, F, R> LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
     pub(crate) fn new(source: I, f: F) -> Self {
@@ -305,7 +306,7 @@ fn launch<I, F, R>(source: I, f: F, config: Config<R>) -> Consumer<I::Item, R, F
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
     let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
@@ -338,7 +339,7 @@ impl<I, F, R> Iterator for LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
     type Item = R;
@@ -363,7 +364,7 @@ impl<I, F, R> ExactSizeIterator for LazyParMap<I, F, R>
 where
     I: ExactSizeIterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
 }
@@ -372,7 +373,7 @@ impl<I, F, R> FusedIterator for LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
 }
@@ -382,7 +383,7 @@ impl<I, F, R> futures_core::Stream for LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,
     I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Send + Sync + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
     type Item = R;

@@ -39,6 +39,7 @@
 //! item or a result, rayon's `spawn`, or a `Waker`'s clone, wake or drop. A `Drop` of ours
 //! that panics is caught and discarded ([`crate::silent`]).
 
+use crate::mapper::MapFn;
 use crate::silent::{drop_each_silently, drop_silently, Silent};
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Local, Mutex, Queue};
 use std::any::Any;
@@ -406,21 +407,24 @@ impl<T, R, F> Shared<T, R, F> {
 // ---- the runners' side: the only code that calls `f` ----------------------------------
 impl<T, R, F> Shared<T, R, F>
 where
-    F: Fn(T) -> R,
+    F: MapFn<T, Output = R>,
 {
     /// A runner's body, spawned on the pool: run items until the queue is empty. It never
     /// unwinds (a panic escaping a rayon `spawn` aborts the process).
     pub(crate) fn run_jobs(&self) {
         let local = Local::new();
         let mut held = None;
+        let f = self.f.get();
+        let mut scratch = f.open();
         loop {
             while let Some(first) = self.next_item(&local, &mut held) {
-                self.run_batch(first, Some(&local), &mut held);
+                self.run_batch(first, Some(&local), &mut held, &mut scratch);
             }
             self.deliver(&mut held);
             self.runners.0.fetch_sub(1, SeqCst);
             fence(SeqCst);
             if self.queue.get().is_empty() || !self.claim_runner() {
+                f.close(scratch);
                 return;
             }
         }
@@ -471,8 +475,10 @@ where
     pub(crate) fn run_one(&self) -> bool {
         match self.queue.get().steal() {
             Some(item) => {
-                let mut held = None;
-                self.run_batch(item, None, &mut held);
+                let (mut held, f) = (None, self.f.get());
+                let mut scratch = f.open();
+                self.run_batch(item, None, &mut held, &mut scratch);
+                f.close(scratch);
                 self.deliver(&mut held);
                 true
             }
@@ -485,7 +491,13 @@ where
     /// enough or `f` panicked). Items wait in `rest`, outside the unwinding code, so that a
     /// panic of `f` never drops them while it unwinds: they are dropped afterwards,
     /// silently.
-    fn run_batch(&self, first: Item<T>, rest: Option<&Local<Item<T>>>, held: &mut Option<Batch<R>>) {
+    fn run_batch(
+        &self,
+        first: Item<T>,
+        rest: Option<&Local<Item<T>>>,
+        held: &mut Option<Batch<R>>,
+        scratch: &mut F::Scratch,
+    ) {
         if held
             .as_ref()
             .is_some_and(|batch| batch.seq + batch.covered != first.0)
@@ -518,7 +530,7 @@ where
                     drop_silently(item);
                     continue;
                 }
-                let result = f(item);
+                let result = f.call(scratch, item);
                 if self.stop_when.is_some_and(|stop| stop(&result)) {
                     flags.stop_at.fetch_min(at, SeqCst);
                 }
@@ -669,7 +681,7 @@ impl<T, R, F> Shared<T, R, F> {
     #[cfg_attr(lazy_par_map_loom, allow(clippy::absurd_extreme_comparisons))]
     pub(crate) fn next_batch(&self, place: Place, deadline: Option<Instant>) -> Next<R>
     where
-        F: Fn(T) -> R,
+        F: MapFn<T, Output = R>,
     {
         let on_worker = place != Place::Outside;
         let mut spins = 0;
@@ -726,7 +738,7 @@ impl<T, R, F> Shared<T, R, F> {
     /// do, returns the lock, with `helper_waits` announced on the own pool.
     fn help(&self, place: Place) -> Help<'_, R>
     where
-        F: Fn(T) -> R,
+        F: MapFn<T, Output = R>,
     {
         let own = place == Place::OwnPool;
         if (own && self.run_one()) || crate::pool::yield_now() {
@@ -771,7 +783,7 @@ impl<T, R, F> Shared<T, R, F> {
     #[cfg(feature = "stream")]
     pub(crate) fn poll_batch(&self, waker: &std::task::Waker, place: Place) -> Option<Next<R>>
     where
-        F: Fn(T) -> R,
+        F: MapFn<T, Output = R>,
     {
         if place != Place::Outside {
             return match self.next_batch_within(place, HELP_POLL) {
@@ -815,7 +827,7 @@ impl<T, R, F> Shared<T, R, F> {
     #[cfg(feature = "stream")]
     fn next_batch_within(&self, place: Place, patience: Duration) -> Option<Next<R>>
     where
-        F: Fn(T) -> R,
+        F: MapFn<T, Output = R>,
     {
         let deadline = Instant::now() + patience;
         loop {
@@ -864,7 +876,9 @@ impl<T, R, F> Shared<T, R, F> {
                 waker,
             )
         };
-        done.into_values().chain(ready).for_each(Batch::drop_silently);
+        done.into_values()
+            .chain(ready)
+            .for_each(Batch::drop_silently);
         drop_silently(waker);
     }
 }

@@ -13,6 +13,7 @@ use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
 use crate::feeder::Feeder;
 use crate::map::{NextTimeoutError, Stats, TryNextError};
+use crate::mapper::{MapFn, WithInit};
 use crate::pool::Pool;
 use crate::ring::Shared;
 use crate::silent::drop_silently;
@@ -149,6 +150,45 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         }
     }
 
+    /// Like [`LazyParMapExt::lazy_par_map_init`](crate::LazyParMapExt::lazy_par_map_init)
+    /// (a state per thread, made by `init`), for a source, items, `init`, `f`, states and
+    /// results that may borrow from outside the scope.
+    ///
+    /// # Examples
+    /// ```
+    /// let words = vec!["a", "bb", "ccc"];
+    /// let suffix = String::from("!");
+    /// let out: Vec<String> = lazy_par_map::scope(|s| {
+    ///     s.lazy_par_map_init(words.iter(), String::new, |buf, w| {
+    ///         buf.clear(); // one buffer per thread, reused across items
+    ///         buf.push_str(w);
+    ///         buf.push_str(&suffix);
+    ///         buf.clone()
+    ///     })
+    ///     .collect()
+    /// });
+    /// assert_eq!(out, ["a!", "bb!", "ccc!"]);
+    /// ```
+    pub fn lazy_par_map_init<I, INIT, S, F, R>(
+        &self,
+        source: I,
+        init: INIT,
+        f: F,
+    ) -> ScopedLazyParMap<'scope, 'env, I, WithInit<INIT, F, S>, R>
+    where
+        I: Iterator + Send + 'env,
+        I::Item: Send + 'env,
+        INIT: Fn() -> S + Send + Sync + 'env,
+        S: Send + 'env,
+        F: Fn(&mut S, I::Item) -> R + Send + Sync + 'env,
+        R: Send + 'env,
+    {
+        ScopedLazyParMap {
+            adapter: Adapter::new(source, WithInit::new(init, f), None),
+            scope: *self,
+        }
+    }
+
     /// Builds the shared state, registers it with the scope and spawns the feeder.
     fn launch<I, F, R>(
         self,
@@ -156,7 +196,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     where
         I: Iterator + Send + 'env,
         I::Item: Send + 'env,
-        F: Fn(I::Item) -> R + Send + Sync + 'env,
+        F: MapFn<I::Item, Output = R> + Send + Sync + 'env,
         R: Send + 'env,
     {
         move |source, f, config| {
@@ -204,7 +244,7 @@ impl<'scope, 'env, I, F, R> ScopedLazyParMap<'scope, 'env, I, F, R>
 where
     I: Iterator + Send + 'env,
     I::Item: Send + 'env,
-    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'env,
     R: Send + 'env,
 {
     /// Sets the number of slots; see [`LazyParMap::buffer`](crate::LazyParMap::buffer).
@@ -332,7 +372,7 @@ impl<'scope, 'env, I, F, R> Iterator for ScopedLazyParMap<'scope, 'env, I, F, R>
 where
     I: Iterator + Send + 'env,
     I::Item: Send + 'env,
-    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'env,
     R: Send + 'env,
 {
     type Item = R;
@@ -353,7 +393,7 @@ impl<'scope, 'env, I, F, R> ExactSizeIterator for ScopedLazyParMap<'scope, 'env,
 where
     I: ExactSizeIterator + Send + 'env,
     I::Item: Send + 'env,
-    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'env,
     R: Send + 'env,
 {
 }
@@ -362,7 +402,7 @@ impl<'scope, 'env, I, F, R> FusedIterator for ScopedLazyParMap<'scope, 'env, I, 
 where
     I: Iterator + Send + 'env,
     I::Item: Send + 'env,
-    F: Fn(I::Item) -> R + Send + Sync + 'env,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'env,
     R: Send + 'env,
 {
 }

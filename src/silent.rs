@@ -34,12 +34,16 @@ impl<T> Silent<T> {
 
     #[inline]
     pub(crate) fn get(&self) -> &T {
-        self.0.as_ref().expect("a Silent value is present until it is dropped")
+        self.0
+            .as_ref()
+            .expect("a Silent value is present until it is dropped")
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.0.as_mut().expect("a Silent value is present until it is dropped")
+        self.0
+            .as_mut()
+            .expect("a Silent value is present until it is dropped")
     }
 }
 

@@ -81,7 +81,10 @@ mod imp {
         /// (at most half of the queue: the rest stays for other runners).
         pub(crate) fn steal_batch(&self, local: &Local<T>, limit: usize) -> Option<T> {
             loop {
-                match self.0.steal_batch_with_limit_and_pop(&local.0, limit.max(1)) {
+                match self
+                    .0
+                    .steal_batch_with_limit_and_pop(&local.0, limit.max(1))
+                {
                     crossbeam_deque::Steal::Success(item) => return Some(item),
                     crossbeam_deque::Steal::Empty => return None,
                     crossbeam_deque::Steal::Retry => std::hint::spin_loop(),

@@ -341,9 +341,10 @@ fn a_pulled_item_never_waits_for_the_next_pull() {
 
 #[test]
 fn a_pulled_item_never_waits_for_the_next_pull_two_runners() {
-    check("a_pulled_item_never_waits_for_the_next_pull_two_runners", || {
-        pulled_item_model(2, 2)
-    });
+    check(
+        "a_pulled_item_never_waits_for_the_next_pull_two_runners",
+        || pulled_item_model(2, 2),
+    );
 }
 
 // ---- panics -----------------------------------------------------------------------------
