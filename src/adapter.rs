@@ -20,6 +20,8 @@ pub(crate) struct Config<R> {
     pub(crate) ordered: bool,
     /// A result that ends the stream after itself (the fallible form's `Err`).
     pub(crate) stop_when: Option<fn(&R) -> bool>,
+    /// No pool hop: the feeder hands items to the consumer itself (`readahead`).
+    pub(crate) inline: bool,
 }
 
 impl<R> Config<R> {
@@ -30,8 +32,9 @@ impl<R> Config<R> {
 
     /// The shared state for this configuration, around the runners' end of the item queue.
     pub(crate) fn shared<T, F>(&self, f: F) -> impl FnOnce(Queue<Item<T>>) -> Shared<T, R, F> {
-        let (cap, ordered, stop_when) = (self.cap(), self.ordered, self.stop_when);
-        move |queue| Shared::new(f, queue, cap, ordered, stop_when)
+        let (cap, ordered, stop_when, inline) =
+            (self.cap(), self.ordered, self.stop_when, self.inline);
+        move |queue| Shared::new(f, queue, cap, ordered, stop_when, inline)
     }
 }
 
@@ -73,6 +76,7 @@ where
                     pool: Pool::Global,
                     ordered: true,
                     stop_when,
+                    inline: false,
                 },
             },
             hint,

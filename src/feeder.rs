@@ -159,6 +159,15 @@ where
                     let Some(item) = source.next() else {
                         return Some(End::Exhausted);
                     };
+                    if shared.inline {
+                        // No pool hop: `f` is the identity; the consumer gets the item now.
+                        shared.run_inline(taken, item);
+                        taken += 1;
+                        if taken % 64 == 0 {
+                            shared.taken.0.store(taken, Relaxed);
+                        }
+                        continue;
+                    }
                     pusher.push((taken, item));
                     taken += 1;
                     if taken % 64 == 0 {

@@ -50,7 +50,7 @@ where
     R: Send + 'static,
 {
     let (mut feeder, shared) = Feeder::adaptive(source, |queue| {
-        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None);
+        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, false);
         shared.loom_batch = config.batch as usize;
         shared
     });

@@ -291,6 +291,14 @@ where
         self.adapter.stats()
     }
 
+    /// Makes the feeder hand items to the consumer itself, with no pool hop
+    /// (`readahead`, whose `f` is the identity).
+    #[track_caller]
+    pub(crate) fn inline(mut self) -> Self {
+        self.adapter.config("inline").inline = true;
+        self
+    }
+
     /// Ends the adapter early: the feeder takes no more items, work not started is skipped,
     /// results in flight are dropped. Used by the fallible form after its first `Err`.
     pub(crate) fn finish(&mut self) {
@@ -312,7 +320,12 @@ where
     let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
     let pool = config.pool;
     let runners_pool = pool.clone();
-    let threads = pool.num_threads_here();
+    // Without a pool hop (`readahead`) no runner starts: leave rayon's pool untouched.
+    let threads = if config.inline {
+        Some(1)
+    } else {
+        pool.num_threads_here()
+    };
     std::thread::Builder::new()
         .name("lazy-par-map-feeder".into())
         .spawn(move || {

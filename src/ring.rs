@@ -188,6 +188,8 @@ pub(crate) struct Shared<T, R, F> {
     pub(crate) cap: u64,
     /// Yield in input order (`true`) or in completion order.
     ordered: bool,
+    /// No pool hop (`readahead`): the feeder hands each item to the consumer itself.
+    pub(crate) inline: bool,
     /// A result that ends the stream after itself (the `Err` of the fallible form).
     stop_when: Option<fn(&R) -> bool>,
     /// Runners allowed at once: the pool's thread count, set by the feeder as it starts
@@ -234,11 +236,15 @@ impl<T, R, F> Shared<T, R, F> {
         cap: u64,
         ordered: bool,
         stop_when: Option<fn(&R) -> bool>,
+        inline: bool,
     ) -> Self {
         Shared {
             f: Silent::new(f),
             cap,
-            ordered,
+            // Inline, one thread completes items, in order: the completion-order queue
+            // keeps input order and costs no map insert per item.
+            ordered: ordered && !inline,
+            inline,
             stop_when,
             max_runners: AtomicUsize::new(1),
             yielded: Padded(AtomicU64::new(0)),
@@ -376,6 +382,31 @@ impl<T, R, F> Shared<T, R, F> {
             || (seq % 16 == 0 && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS)
     }
 
+    /// The feeder's hand-off when there is no pool hop (`readahead`): `result` joins the
+    /// batch the consumer has not taken yet, or starts a new one. A lock per item, and a
+    /// wake-up only when the consumer waits.
+    pub(crate) fn deliver_inline(&self, seq: u64, result: R) {
+        let mut ring = self.ring.lock();
+        if self.flags.0.cancelled.load(Relaxed) {
+            drop(ring);
+            drop_silently(result);
+            return;
+        }
+        match ring.ready.back_mut() {
+            Some(batch) if batch.seq + batch.covered == seq && batch.panic.is_none() => {
+                batch.results.push(result);
+                batch.covered += 1;
+            }
+            _ => ring.ready.push_back(Batch {
+                seq,
+                covered: 1,
+                results: vec![result],
+                panic: None,
+            }),
+        }
+        self.wake_consumer(ring);
+    }
+
     /// Records how the source ended, after `items` items; the feeder dispatches nothing
     /// more.
     pub(crate) fn finish(&self, end: End, items: u64) {
@@ -469,6 +500,16 @@ where
             std::thread::yield_now();
         }
         queue.steal_batch(local, self.batch_limit())
+    }
+
+    /// `readahead`'s hand-off, on the feeder's thread: maps `item` (the identity there) and
+    /// gives the result to the consumer.
+    pub(crate) fn run_inline(&self, seq: u64, item: T) {
+        let f = self.f.get();
+        let mut scratch = f.open();
+        let result = f.call(&mut scratch, item);
+        f.close(scratch);
+        self.deliver_inline(seq, result);
     }
 
     /// Runs one queued item on the calling thread (a consumer that helps), if there is one.

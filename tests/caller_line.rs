@@ -42,4 +42,10 @@ fn configuration_panics_point_at_the_callers_line() {
     });
     assert!(file.ends_with("caller_line.rs"), "{file}");
     assert_eq!(line, line!() - 3);
+
+    let (file, line) = panic_location(|| {
+        let _ = (0..3).readahead(0);
+    });
+    assert!(file.ends_with("caller_line.rs"), "{file}");
+    assert_eq!(line, line!() - 3);
 }
