@@ -116,11 +116,10 @@ fn a_slow_source_never_blocks_the_consumer() {
 fn a_source_panic_is_reraised_in_place_with_its_payload() {
     quiet_intended_panics();
     guarded(|| {
-        let source = (0u32..10).map(|x| {
+        let source = (0u32..10).inspect(|&x| {
             if x == 4 {
                 panic!("intended: source fails at 4");
             }
-            x
         });
         let mut it = source.readahead(2);
         let before: Vec<u32> = it.by_ref().take(4).collect();
