@@ -130,6 +130,11 @@ where
     pub(crate) fn run(mut self, threads: usize, start_runner: impl Fn(Arc<Shared<I::Item, R, F>>)) {
         let shared = &self.shared;
         shared.set_max_runners(threads);
+        if shared.inline {
+            // `readahead`'s identity costs nothing: refill in halves of the buffer, so that
+            // the feeder and the consumer wake each other once a refill, not once an item.
+            shared.f_nanos.store(1, Relaxed);
+        }
         let mut taken: u64 = 0;
         let end = loop {
             if shared.is_stopped() {
