@@ -27,7 +27,10 @@ where
 {
     match contender {
         "seq" => source.map(consume).fold(0, u64::wrapping_add),
-        "lpm-readahead" => source.readahead(AHEAD).map(consume).fold(0, u64::wrapping_add),
+        "lpm-readahead" => source
+            .readahead(AHEAD)
+            .map(consume)
+            .fold(0, u64::wrapping_add),
         "lpm-map-identity" => source
             .lazy_par_map(|x| x)
             .buffer(AHEAD)
