@@ -1,0 +1,439 @@
+//! The slot ring: sequence-numbered slots, the lock, the two condition variables,
+//! backpressure and cancellation. This module is the whole protocol: this file holds the
+//! shared state and the feeder's side, `runners.rs` the runners' side (the only code that
+//! calls `f`), `waits.rs` the consumer's side.
+//!
+//! # Counting
+//! The ring has `cap` item slots (`buffer(cap)`). The feeder counts `taken` (items it has
+//! claimed a slot for, a pull under way included); the consumer counts `yielded` (items
+//! `next()` has returned) and publishes it in an atomic after every item. The feeder may
+//! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
+//! never number more than `cap`. Each item gets a sequence number (`seq`) and goes to the
+//! pool *as soon as it is pulled*: the feeder pushes it, with a plain store, on a FIFO whose
+//! other end the runners steal from. An item never waits for a later pull, so a source that
+//! blocks between two items (a quiet channel, a socket) strands nothing. Batching happens on
+//! the taking side: a runner steals a run of consecutive items (up to about
+//! `TARGET_BATCH_NANOS` of work, at most half the queue) and hands their results back as one
+//! [`Batch`], keyed by its first `seq`; the feeder's final `end` says how many items there
+//! were, so dispatching takes no lock.
+//!
+//! # Who waits on what, who wakes whom
+//! - The **consumer** waits on `consumer_cv` for the batch that starts at `next_seq` (or,
+//!   when unordered, for any finished batch). The runner that finishes *that* batch wakes
+//!   it; other completions wake nobody.
+//! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole job: hysteresis,
+//!   so a fast consumer wakes it once a refill, not once an item). Under the lock it stores
+//!   `wake_feeder_at`, the `yielded` count that frees them, then re-reads `yielded`. The
+//!   consumer, after every item, stores `yielded` (`Release`: a plain store) and reads
+//!   `wake_feeder_at`; if it has reached it, it takes the lock and wakes the feeder. A
+//!   `SeqCst` store would close the store-load race for good, but costs 3 ns an item, as
+//!   much as a cheap `f`; the race is closed instead at the two places it can matter: the
+//!   consumer checks under the lock before it sleeps (so the two never sleep on each
+//!   other), and the feeder's sleep is always timed, with a patience that starts at
+//!   [`HYSTERESIS`] and doubles to [`MAX_PATIENCE`]. When a wait times out (the consumer
+//!   is slow, paused, or raced past), the feeder refills whatever is free and then follows
+//!   slot by slot. So a consumer that pauses finds the ring refilled to exactly `cap` items,
+//!   and a feeder with nothing to do wakes at most a few times a second.
+//! - **Cancel** (the adapter dropped, or a panic re-raised) sets `cancelled`, wakes the
+//!   feeder, and takes every finished result out to drop it outside the lock.
+//!
+//! No lock of ours is held while user code runs: `f`, the source's `next()`, a `Drop` of an
+//! item or a result, rayon's `spawn`, or a `Waker`'s clone, wake or drop. A `Drop` of ours
+//! that panics is caught and discarded ([`crate::silent`]).
+
+mod runners;
+mod waits;
+
+use crate::silent::{drop_each_silently, drop_silently, Silent};
+use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Queue};
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant};
+
+/// A panic payload, carried from the thread that caught it to the consumer.
+pub(crate) type Payload = Box<dyn Any + Send + 'static>;
+
+/// How long the feeder waits for a whole refill's worth of free slots before it refills
+/// whatever is free.
+pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
+
+/// The longest timed sleep of a feeder waiting for a free slot.
+const MAX_PATIENCE: Duration = Duration::from_millis(256);
+
+/// A runner's batch should take about this long to run, so that its fixed cost (a steal, a
+/// lock, perhaps a wake-up) is a few percent of it.
+#[cfg_attr(lazy_par_map_loom, allow(dead_code))]
+const TARGET_BATCH_NANOS: u64 = 200_000;
+/// The largest batch a runner steals, in items.
+#[cfg_attr(lazy_par_map_loom, allow(dead_code))]
+const MAX_BATCH: u64 = 16_384;
+
+/// Queued work, in nanoseconds of `f`, that pays for starting one more runner while one is
+/// already draining the queue (a rayon `spawn` and the wake-up of a sleeping worker cost
+/// tens of microseconds on this kind of VM).
+const SPAWN_WORTH_NANOS: u64 = 20_000;
+
+/// How many times a runner with an empty queue yields its thread before it exits. Measured
+/// on 2 cores (20 M items of a 2 ns `f`, buffer 16384, with [`CONSUMER_SPIN`] 8): 8 gave
+/// 22 ns an item, 16 gave 4.7 ns, 32 and 64 no better. When the stream has really ended it
+/// costs a few microseconds of yielding.
+#[cfg(not(lazy_par_map_loom))]
+const RUNNER_LINGER: u32 = 16;
+/// Under loom the linger is a bounded spin that only multiplies the interleavings.
+#[cfg(lazy_par_map_loom)]
+const RUNNER_LINGER: u32 = 0;
+
+/// How many times a consumer yields its thread, waiting for the next batch, before it sleeps
+/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns).
+#[cfg(not(lazy_par_map_loom))]
+const CONSUMER_SPIN: u32 = 8;
+
+/// How many times the feeder yields its thread, waiting for a whole refill of free slots,
+/// before it sleeps. Measured on 2 cores (`f` of 2 ns and of 0.2 µs, buffers 256 to 16384):
+/// 0 gave 0.08x / 0.9x / 1.35x sequential on tiny@1024 / small@256 / small@1024, 16 gave
+/// 0.17x / 1.5x / 1.7x, 32 no better.
+#[cfg(not(lazy_par_map_loom))]
+const FEEDER_SPIN: u32 = 16;
+#[cfg(lazy_par_map_loom)]
+const FEEDER_SPIN: u32 = 0;
+#[cfg(lazy_par_map_loom)]
+const CONSUMER_SPIN: u32 = 0;
+
+/// How long a consumer on a rayon worker blocks before it looks for pool work again.
+pub(crate) const HELP_POLL: Duration = Duration::from_millis(1);
+
+/// An item on its way to the pool, with its sequence number.
+pub(crate) type Item<T> = (u64, T);
+
+/// The results of a run of consecutive items `seq..seq + covered` that one runner took.
+pub(crate) struct Batch<R> {
+    /// The sequence number of the run's first item.
+    seq: u64,
+    /// How many items the run took: results, the item that panicked, and items skipped
+    /// after a stop.
+    covered: u64,
+    /// The results, in input order.
+    pub(crate) results: Vec<R>,
+    /// The panic of the item after the last result, if `f` panicked.
+    pub(crate) panic: Option<Payload>,
+}
+
+impl<R> Batch<R> {
+    /// Drops the results and the payload unread, each silently.
+    fn drop_silently(self) {
+        drop_each_silently(self.results);
+        drop_silently(self.panic);
+    }
+}
+
+/// How the source ended, recorded by the feeder after its last item.
+pub(crate) enum End {
+    /// The source returned `None`, or the adapter stopped taking items.
+    Exhausted,
+    /// The source's `next()` panicked with this payload.
+    Panicked(Payload),
+}
+
+/// What the consumer gets from [`Shared::next_batch`].
+pub(crate) enum Next<R> {
+    /// The next batch (ordered), or any finished batch (unordered).
+    Batch(Batch<R>),
+    /// No item is left and the feeder has ended.
+    End(End),
+    /// Nothing is ready and the deadline passed.
+    NotReady,
+}
+
+/// Everything behind the lock.
+struct Ring<R> {
+    /// Items accounted for by the batches the consumer has taken: in ordered mode, the
+    /// `seq` of the next batch it needs.
+    next_seq: u64,
+    /// Finished batches by first `seq` (ordered mode).
+    done: BTreeMap<u64, Batch<R>>,
+    /// Finished batches in completion order (unordered mode).
+    ready: VecDeque<Batch<R>>,
+    /// Set by the feeder once it will dispatch no more items: how the source ended, and
+    /// how many items there were.
+    end: Option<(End, u64)>,
+    /// The consumer sleeps on `consumer_cv`, or its task waits on `waker`.
+    consumer_waits: bool,
+    /// The feeder sleeps on `feeder_cv`.
+    feeder_waits: bool,
+    /// The async consumer's waker, when it waits (`stream` feature).
+    #[cfg(feature = "stream")]
+    waker: Option<std::task::Waker>,
+}
+
+/// Cache-line padding, so the consumer's per-item counter does not share a line with
+/// fields other threads write.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// Whether work is still wanted.
+struct Flags {
+    /// The adapter was dropped or has failed: take nothing more, skip work not started.
+    cancelled: AtomicBool,
+    /// Items after this sequence number are not wanted (a panic or an `Err` at it).
+    stop_at: AtomicU64,
+    /// A consumer on a worker of the adapter's pool waits and can run items: wake it for
+    /// each new item. Read by the feeder after every item, written when such a consumer
+    /// starts or stops waiting.
+    helper_waits: AtomicBool,
+}
+
+/// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
+pub(crate) struct Shared<T, R, F> {
+    /// The user's function; dropped silently wherever the last thread lets go of it.
+    f: Silent<F>,
+    /// The number of item slots (`u64::MAX` when unbounded).
+    pub(crate) cap: u64,
+    /// Yield in input order (`true`) or in completion order.
+    ordered: bool,
+    /// No pool hop (`readahead`): the feeder hands each item to the consumer itself.
+    pub(crate) inline: bool,
+    /// A result that ends the stream after itself (the `Err` of the fallible form).
+    stop_when: Option<fn(&R) -> bool>,
+    /// Runners allowed at once: the pool's thread count, set by the feeder as it starts
+    /// (it asks the pool from its own thread, outside every `install`).
+    max_runners: AtomicUsize,
+    /// Items the consumer has returned; written by the consumer after every item.
+    yielded: Padded<AtomicU64>,
+    /// Items the source has returned (for `stats`); written by the feeder after every item.
+    pub(crate) taken: Padded<AtomicU64>,
+    /// The `yielded` count at which the waiting feeder wants a wake-up (`u64::MAX`: none).
+    /// Read by the consumer after every item, written rarely: a line of its own.
+    wake_feeder_at: Padded<AtomicU64>,
+    /// Read by the feeder and the runners after every item, written once: a line of its own.
+    flags: Padded<Flags>,
+    /// Recent cost of `f` per item, in nanoseconds (0: not known yet); sizes batches.
+    pub(crate) f_nanos: AtomicU64,
+    /// Time the feeder spent waiting for free slots, in nanoseconds (for `stats`).
+    pub(crate) feeder_wait_nanos: AtomicU64,
+    /// The feeder has ended: no item will come.
+    feeder_done: AtomicBool,
+    /// Runners currently draining `queue`: read by the feeder after every item, written
+    /// when a runner starts or leaves, so a line of its own.
+    runners: Padded<AtomicUsize>,
+    /// The consumer has found no batch ready: a runner that holds results and finds the
+    /// queue empty delivers them at once instead of lingering with them.
+    hungry: Padded<AtomicBool>,
+    /// Items pulled and not yet started; items left in it are dropped silently.
+    queue: Silent<Queue<Item<T>>>,
+    /// The finished batches, the end, and who waits.
+    ring: Mutex<Ring<R>>,
+    /// The consumer waits here for results.
+    consumer_cv: Condvar,
+    /// The feeder waits here for free slots.
+    feeder_cv: Condvar,
+    /// Items a runner takes at once under loom, where timing must not steer the model.
+    #[cfg(lazy_par_map_loom)]
+    pub(crate) loom_batch: usize,
+}
+
+impl<T, R, F> Shared<T, R, F> {
+    pub(crate) fn new(
+        f: F,
+        queue: Queue<Item<T>>,
+        cap: u64,
+        ordered: bool,
+        stop_when: Option<fn(&R) -> bool>,
+        inline: bool,
+    ) -> Self {
+        Shared {
+            f: Silent::new(f),
+            cap,
+            // Inline, one thread completes items, in order: the completion-order queue
+            // keeps input order and costs no map insert per item.
+            ordered: ordered && !inline,
+            inline,
+            stop_when,
+            max_runners: AtomicUsize::new(1),
+            yielded: Padded(AtomicU64::new(0)),
+            taken: Padded(AtomicU64::new(0)),
+            wake_feeder_at: Padded(AtomicU64::new(u64::MAX)),
+            flags: Padded(Flags {
+                cancelled: AtomicBool::new(false),
+                stop_at: AtomicU64::new(u64::MAX),
+                helper_waits: AtomicBool::new(false),
+            }),
+            f_nanos: AtomicU64::new(0),
+            feeder_wait_nanos: AtomicU64::new(0),
+            feeder_done: AtomicBool::new(false),
+            runners: Padded(AtomicUsize::new(0)),
+            hungry: Padded(AtomicBool::new(false)),
+            queue: Silent::new(queue),
+            ring: Mutex::new(Ring {
+                next_seq: 0,
+                done: BTreeMap::new(),
+                ready: VecDeque::new(),
+                end: None,
+                consumer_waits: false,
+                feeder_waits: false,
+                #[cfg(feature = "stream")]
+                waker: None,
+            }),
+            consumer_cv: Condvar::default(),
+            feeder_cv: Condvar::default(),
+            #[cfg(lazy_par_map_loom)]
+            loom_batch: 1,
+        }
+    }
+
+    // ---- the feeder's side ------------------------------------------------------------
+
+    /// Sets how many runners may run at once (the pool's thread count); the feeder calls it
+    /// before its first dispatch.
+    pub(crate) fn set_max_runners(&self, threads: usize) {
+        self.max_runners.store(threads.max(1), Relaxed);
+    }
+
+    /// How many runners may run at once.
+    pub(crate) fn max_runners(&self) -> usize {
+        self.max_runners.load(Relaxed)
+    }
+
+    /// Whether the feeder should stop taking items.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.flags.0.cancelled.load(Relaxed) || self.flags.0.stop_at.load(Relaxed) != u64::MAX
+    }
+
+    /// Free slots, given the feeder's `taken` count.
+    pub(crate) fn free_slots(&self, taken: u64) -> u64 {
+        let in_flight = taken - self.yielded.0.load(SeqCst);
+        self.cap - in_flight
+    }
+
+    /// Blocks the feeder until `want` slots are free, or at least one if the consumer does
+    /// not free `want` within the feeder's patience (see the module doc). Returns the free
+    /// slots, or `None` if the adapter was cancelled or stopped meanwhile.
+    #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
+    pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> Option<u64> {
+        let started = Instant::now();
+        let mut want = want.clamp(1, self.cap);
+        // A refill's worth of slots is usually a few microseconds away: yield before
+        // sleeping. (One slot at a time means a slow `f` or source: sleep at once.)
+        let target = (taken + want).saturating_sub(self.cap);
+        let spins = if want > 1 { FEEDER_SPIN } else { 0 };
+        for _ in 0..spins {
+            if self.yielded.0.load(Relaxed) >= target || self.is_stopped() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let mut patience = HYSTERESIS;
+        let mut ring = self.ring.lock();
+        let free = loop {
+            if self.is_stopped() {
+                break None;
+            }
+            let target = (taken + want).saturating_sub(self.cap);
+            self.wake_feeder_at.0.store(target, SeqCst);
+            let yielded = self.yielded.0.load(SeqCst);
+            if yielded >= target {
+                break Some(self.cap - (taken - yielded));
+            }
+            ring.feeder_waits = true;
+            if self.feeder_cv.wait_for(&mut ring, patience) {
+                // The consumer is slow or paused: refill what it freed, then follow it
+                // slot by slot.
+                want = 1;
+                patience = (patience * 2).min(MAX_PATIENCE);
+            }
+        };
+        ring.feeder_waits = false;
+        self.wake_feeder_at.0.store(u64::MAX, SeqCst);
+        drop(ring);
+        let waited = started.elapsed().as_nanos() as u64;
+        self.feeder_wait_nanos.fetch_add(waited, Relaxed);
+        free
+    }
+
+    /// After the feeder pushed an item: makes sure someone will run it. Returns `true` if
+    /// the caller must start a runner. No lock, unless a consumer on a worker waits.
+    #[inline]
+    pub(crate) fn after_push(&self, seq: u64) -> bool {
+        // Pairs with the fence in `run_jobs`: either that runner sees this item, or we see
+        // that it has left and start another. Likewise with a consumer that waits on a
+        // worker of the pool (`helper_waits`): it sees the item, or we wake it to run it.
+        fence(SeqCst);
+        if self.flags.0.helper_waits.load(Relaxed) {
+            self.wake_consumer(self.ring.lock());
+        }
+        let running = self.runners.0.load(SeqCst);
+        if running > 0 && !self.worth_another_runner(seq) {
+            // A runner is draining the queue and will see this item: one more would cost
+            // a spawn and a wake-up for less work than that.
+            return false;
+        }
+        self.claim_runner()
+    }
+
+    /// Whether the queued work pays for starting one more runner: always while `f`'s cost is
+    /// unknown or one item is worth it, else once the queue holds [`SPAWN_WORTH_NANOS`] of
+    /// work. For a cheap `f` the queue is measured every 16th item only (`seq`): its length
+    /// is a line the runners write.
+    fn worth_another_runner(&self, seq: u64) -> bool {
+        // Timing must not steer a loom model: there every runner allowed is started.
+        if cfg!(lazy_par_map_loom) {
+            return true;
+        }
+        let f_nanos = self.f_nanos.load(Relaxed);
+        f_nanos == 0
+            || f_nanos >= SPAWN_WORTH_NANOS
+            || (seq % 16 == 0 && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS)
+    }
+
+    /// The feeder's hand-off when there is no pool hop (`readahead`): `result` joins the
+    /// batch the consumer has not taken yet, or starts a new one. A lock per item, and a
+    /// wake-up only when the consumer waits.
+    pub(crate) fn deliver_inline(&self, seq: u64, result: R) {
+        let mut ring = self.ring.lock();
+        if self.flags.0.cancelled.load(Relaxed) {
+            drop(ring);
+            drop_silently(result);
+            return;
+        }
+        match ring.ready.back_mut() {
+            Some(batch) if batch.seq + batch.covered == seq && batch.panic.is_none() => {
+                batch.results.push(result);
+                batch.covered += 1;
+            }
+            _ => ring.ready.push_back(Batch {
+                seq,
+                covered: 1,
+                results: vec![result],
+                panic: None,
+            }),
+        }
+        self.wake_consumer(ring);
+    }
+
+    /// Records how the source ended, after `items` items; the feeder dispatches nothing
+    /// more.
+    pub(crate) fn finish(&self, end: End, items: u64) {
+        self.feeder_done.store(true, Relaxed);
+        let mut ring = self.ring.lock();
+        ring.end = Some((end, items));
+        self.wake_consumer(ring);
+    }
+
+    fn claim_runner(&self) -> bool {
+        let max = self.max_runners();
+        let mut running = self.runners.0.load(SeqCst);
+        loop {
+            if running >= max {
+                return false;
+            }
+            match self
+                .runners
+                .0
+                .compare_exchange(running, running + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => running = now,
+            }
+        }
+    }
+}
