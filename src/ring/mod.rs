@@ -21,7 +21,7 @@
 //! - The **consumer** waits on `consumer_cv` for the batch that starts at `next_seq` (or,
 //!   when unordered, for any finished batch). The runner that finishes *that* batch wakes
 //!   it; other completions wake nobody.
-//! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole job: hysteresis,
+//! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole refill: hysteresis,
 //!   so a fast consumer wakes it once a refill, not once an item). Under the lock it stores
 //!   `wake_feeder_at`, the `yielded` count that frees them, then re-reads `yielded`. The
 //!   consumer, after every item, stores `yielded` (`Release`: a plain store) and reads
@@ -34,6 +34,14 @@
 //!   is slow, paused, or raced past), the feeder refills whatever is free and then follows
 //!   slot by slot. So a consumer that pauses finds the ring refilled to exactly `cap` items,
 //!   and a feeder with nothing to do wakes at most a few times a second.
+//! - **Runners** are started by the feeder, never woken: after each push the feeder fences
+//!   (`SeqCst`) and reads `runners`; a runner leaving decrements `runners`, fences, and looks
+//!   at the queue once more. So either the leaving runner sees the item, or the feeder sees
+//!   it gone and starts one (a second one only when the queued work pays for a spawn). A
+//!   runner that finds the queue empty hands over the batch it holds at once if the
+//!   consumer is `hungry` (found nothing to take), else when it leaves after a short linger.
+//!   A consumer waiting on a worker of the pool sets `helper_waits`; the feeder then wakes
+//!   it for each item, which it runs itself.
 //! - **Cancel** (the adapter dropped, or a panic re-raised) sets `cancelled`, wakes the
 //!   feeder, and takes every finished result out to drop it outside the lock.
 //!
