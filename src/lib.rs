@@ -77,6 +77,7 @@
 
 mod adapter;
 mod consumer;
+mod error;
 mod feeder;
 mod map;
 mod mapper;
@@ -87,6 +88,7 @@ mod ring;
 #[cfg(not(lazy_par_map_loom))]
 mod scope;
 mod silent;
+mod stats;
 mod sync;
 mod try_map;
 
@@ -94,11 +96,14 @@ mod try_map;
 #[doc(hidden)]
 pub mod loom_model;
 
-pub use map::{LazyParMap, NextTimeoutError, Stats, TryNextError, DEFAULT_BUFFER};
+pub use adapter::DEFAULT_BUFFER;
+pub use error::{NextTimeoutError, TryNextError};
+pub use map::LazyParMap;
 pub use mapper::{MapFn, WithInit};
 pub use readahead::Readahead;
 #[cfg(not(lazy_par_map_loom))]
 pub use scope::{scope, Scope, ScopedLazyParMap};
+pub use stats::Stats;
 pub use try_map::TryLazyParMap;
 
 /// The README's examples, run as doctests.

@@ -2,23 +2,15 @@
 
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
+use crate::error::{NextTimeoutError, TryNextError};
 use crate::feeder::Feeder;
 use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::silent::drop_silently;
+use crate::stats::Stats;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
-
-/// The number of slots when [`LazyParMap::buffer`] is not called.
-///
-/// Chosen from `cargo bench` on 2 cores (the README's table): with 1024 slots, an `f` of
-/// about 0.5 µs or more runs within 5% of the best throughput we measured with larger
-/// buffers (1.85× against 1.93× sequential with 16384 slots), the first result comes
-/// soonest, and at most 1024 items are held. An `f` of a few nanoseconds wants a larger
-/// buffer (0.35× sequential at 1024, 0.62× at 16384), since a job holds at most a quarter
-/// of the buffer on 2 threads.
-pub const DEFAULT_BUFFER: usize = 1024;
 
 /// An ordered, lazy, bounded parallel map over an iterator; see
 /// [`LazyParMapExt::lazy_par_map`](crate::LazyParMapExt::lazy_par_map).
@@ -33,66 +25,6 @@ where
 {
     adapter: Adapter<I, F, R>,
 }
-
-/// Counts for tuning `buffer`, from [`LazyParMap::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Items the source has returned so far. It never decreases and never counts more
-    /// than the pulls begun (the bound of the crate docs also counts a pull under way).
-    pub taken: u64,
-    /// Items returned by `next()`.
-    pub yielded: u64,
-    /// Items taken and not yet returned: queued, running, finished and waiting their turn.
-    /// Never more than the buffer; zero once the adapter has ended (items taken after a
-    /// panic or an `Err` are skipped, not in flight).
-    pub in_flight: u64,
-    /// Time the consumer spent waiting for a result. Large: `f` or the source is the
-    /// bottleneck; a larger buffer helps only if the wait comes from uneven `f` times.
-    pub consumer_waited: Duration,
-    /// Time the feeder spent waiting for a free slot. Large: the consumer is the bottleneck
-    /// and the buffer is full, as it should be.
-    pub feeder_waited: Duration,
-}
-
-/// Why [`LazyParMap::try_next`] returned no item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TryNextError {
-    /// The next result is not ready yet; try again later.
-    NotReady,
-    /// The adapter has ended: the source is exhausted (or the adapter failed earlier).
-    Finished,
-}
-
-/// Why [`LazyParMap::next_timeout`] returned no item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NextTimeoutError {
-    /// The next result was not ready within the timeout; the adapter goes on.
-    Timeout,
-    /// The adapter has ended: the source is exhausted (or the adapter failed earlier).
-    Finished,
-}
-
-impl fmt::Display for TryNextError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TryNextError::NotReady => "the next result is not ready yet",
-            TryNextError::Finished => "the parallel map has ended",
-        })
-    }
-}
-
-impl fmt::Display for NextTimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NextTimeoutError::Timeout => "timed out waiting for the next result",
-            NextTimeoutError::Finished => "the parallel map has ended",
-        })
-    }
-}
-
-impl std::error::Error for TryNextError {}
-impl std::error::Error for NextTimeoutError {}
 
 impl<I, F, R> LazyParMap<I, F, R>
 where
@@ -113,7 +45,7 @@ where
     }
 
     /// Sets the number of slots: at most `n` items are taken from the source and not yet
-    /// returned by `next()`, at every moment. The default is [`DEFAULT_BUFFER`].
+    /// returned by `next()`, at every moment. The default is [`DEFAULT_BUFFER`](crate::DEFAULT_BUFFER).
     ///
     /// A small buffer keeps the map lazy (little work ahead of the consumer, little memory);
     /// a large one keeps every thread busy when `f`'s cost varies, since one slow item holds

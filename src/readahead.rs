@@ -4,7 +4,9 @@
 //! slot, pulls, and hands the item straight to the consumer's side of the ring (see
 //! `Shared::deliver_inline`). Nothing touches rayon.
 
-use crate::map::{LazyParMap, NextTimeoutError, Stats, TryNextError};
+use crate::error::{NextTimeoutError, TryNextError};
+use crate::map::LazyParMap;
+use crate::stats::Stats;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;

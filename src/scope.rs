@@ -11,12 +11,13 @@
 
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
+use crate::error::{NextTimeoutError, TryNextError};
 use crate::feeder::Feeder;
-use crate::map::{NextTimeoutError, Stats, TryNextError};
 use crate::mapper::{MapFn, WithInit};
 use crate::pool::Pool;
 use crate::ring::Shared;
 use crate::silent::drop_silently;
+use crate::stats::Stats;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::{Arc, Mutex, Weak};
