@@ -10,7 +10,9 @@
 //! warm-up (a socket waiting for the answers to what it sent: it blocks until the consumer
 //! has every item pulled before), results whose `Drop` panics (where the adapter drops them),
 //! or (with the `stream` feature) a consumer that polls the adapter as a `Stream` on the
-//! only worker of a one-thread pool. Each case checks:
+//! only worker of a one-thread pool; one case in five maps with `lazy_par_map_init`, whose
+//! `f` fails the case if its per-thread state is ever used by two calls at once. Each case
+//! checks:
 //!
 //! - the output is the sequential result, or its prefix up to the first panic, which then
 //!   comes with the same payload (then `None`); a panicking `Drop` of a result never
@@ -30,6 +32,7 @@
 //! stderr before it runs, for a failure (an abort) that ends the process before any report.
 
 use lazy_par_map::prelude::*;
+use lazy_par_map::LazyParMap;
 use std::any::Any;
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
@@ -141,6 +144,9 @@ struct Case {
     /// The consumer polls the adapter as a `Stream` on the only worker of the one-thread
     /// pool (`stream` feature).
     stream: bool,
+    /// The adapter is `lazy_par_map_init`: `f` also checks that its per-thread state is
+    /// never used by two calls at once.
+    init: bool,
 }
 
 impl Case {
@@ -187,6 +193,7 @@ impl Case {
             stalls: Vec::new(),
             bombs: false,
             stream: false,
+            init: false,
         };
         // The new shapes are drawn last, so that earlier seeds keep their other choices.
         if rng.chance(15) {
@@ -203,6 +210,7 @@ impl Case {
             case.pool = 0;
             case.install = true;
         }
+        case.init = rng.chance(20);
         case
     }
 
@@ -407,14 +415,50 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
         }
     };
     let pool = &pools[case.pool];
-    let mut adapter = source.lazy_par_map(f).pool(Arc::clone(pool));
-    adapter = match case.buffer {
+    if case.init {
+        // The state is a flag: set while a call uses it, so a shared state shows at once.
+        let init = || AtomicBool::new(false);
+        let adapter = source.lazy_par_map_init(init, move |in_use: &mut AtomicBool, input| {
+            assert!(
+                !in_use.swap(true, SeqCst),
+                "{STRESS_PANIC} a state used by two calls at once"
+            );
+            let out = catch_unwind(AssertUnwindSafe(|| f(input)));
+            in_use.store(false, SeqCst);
+            out.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        });
+        let adapter = configure(adapter.pool(Arc::clone(pool)), case);
+        run_consumer(adapter, case, &probe, pool)
+    } else {
+        let adapter = configure(source.lazy_par_map(f).pool(Arc::clone(pool)), case);
+        run_consumer(adapter, case, &probe, pool)
+    }
+}
+
+/// The case's buffer and order.
+fn configure<F>(
+    adapter: LazyParMap<Source, F, Output>,
+    case: &Case,
+) -> LazyParMap<Source, F, Output>
+where
+    F: lazy_par_map::MapFn<Input, Output = Output> + Send + Sync + 'static,
+{
+    let adapter = match case.buffer {
         Some(n) => adapter.buffer(n),
         None => adapter.unbounded(),
     };
     if case.unordered {
-        adapter = adapter.unordered();
+        adapter.unordered()
+    } else {
+        adapter
     }
+}
+
+/// Consumes `adapter` as the case says (inside the pool if `install`) and reports.
+fn run_consumer<A>(adapter: A, case: &Case, probe: &Arc<Probe>, pool: &rayon::ThreadPool) -> Outcome
+where
+    A: Consumed + Send,
+{
     let consume = || {
         let mut adapter = adapter;
         let next = |adapter: &mut _| take_next(adapter, case.stream);
@@ -463,7 +507,7 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
             drop_panic,
             drop_took,
             pulls_at_drop,
-            probe: Arc::clone(&probe),
+            probe: Arc::clone(probe),
         }
     };
     if case.install {
@@ -472,6 +516,16 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
         consume()
     }
 }
+
+/// What the consumer needs of an adapter: an `Iterator`, and a `Stream` with the feature.
+#[cfg(feature = "stream")]
+trait Consumed: Iterator<Item = Output> + futures::Stream<Item = Output> + Unpin {}
+#[cfg(feature = "stream")]
+impl<A: Iterator<Item = Output> + futures::Stream<Item = Output> + Unpin> Consumed for A {}
+#[cfg(not(feature = "stream"))]
+trait Consumed: Iterator<Item = Output> {}
+#[cfg(not(feature = "stream"))]
+impl<A: Iterator<Item = Output>> Consumed for A {}
 
 /// The next result, taken as an `Iterator`, or as a `Stream` in a `stream` case
 /// (`block_on` on a worker of the pool: its poll must run the pool's work itself).
@@ -696,7 +750,7 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
     let baseline = thread_count();
     let started = Instant::now();
     let (mut panicked, mut dropped, mut installed, mut items) = (0, 0, 0, 0);
-    let (mut stalled, mut bombed, mut streamed) = (0, 0, 0);
+    let (mut stalled, mut bombed, mut streamed, mut inited) = (0, 0, 0, 0);
     for k in 0..cases {
         let case = Case::draw(first_seed.wrapping_add(k), pools.len());
         *CURRENT.lock().unwrap() = Some((Instant::now(), format!("{case:?}")));
@@ -718,6 +772,7 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
         stalled += usize::from(!case.stalls.is_empty());
         bombed += usize::from(case.bombs);
         streamed += usize::from(case.stream);
+        inited += usize::from(case.init);
         if k % 500 == 499 {
             let now = settle_threads(baseline, SETTLE_LIMIT);
             assert!(
@@ -732,7 +787,8 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
     println!(
         "stress: {cases} cases ({items} items yielded; {panicked} ending in a panic, \
          {dropped} dropped early, {installed} consumed inside the pool, {stalled} with a \
-         blocking source, {bombed} with panicking drops, {streamed} as a Stream) in {:.1?}; \
+         blocking source, {bombed} with panicking drops, {streamed} as a Stream, {inited} \
+         with per-thread state) in {:.1?}; \
          threads back to {now}",
         started.elapsed()
     );
