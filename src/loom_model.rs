@@ -26,6 +26,8 @@ pub struct Config {
     pub max_runners: usize,
     /// Items per refill (`Batching::fixed`) and per runner batch.
     pub batch: u64,
+    /// No pool hop (`readahead`): the feeder hands items to the consumer itself.
+    pub inline: bool,
 }
 
 /// The loom threads a run has started, joined by [`Run::join`].
@@ -50,7 +52,7 @@ where
     R: Send + 'static,
 {
     let (mut feeder, shared) = Feeder::adaptive(source, |queue| {
-        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, false);
+        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, config.inline);
         shared.loom_batch = config.batch as usize;
         shared
     });

@@ -79,6 +79,7 @@ fn config(cap: u64, max_runners: usize, batch: u64) -> Config {
         ordered: true,
         max_runners,
         batch,
+        inline: false,
     }
 }
 
@@ -181,6 +182,11 @@ fn unordered_yields_every_item_once() {
 /// have returned. A `next()` under way may already have freed its slot (it publishes before
 /// it returns), so while the consumer is inside `next()` the check allows that one item.
 fn bound_model(items: u32, cap: u64, max_runners: usize, batch: u64, ordered: bool) {
+    bound_model_with(items, ordered, config(cap, max_runners, batch));
+}
+
+fn bound_model_with(items: u32, ordered: bool, config: Config) {
+    let cap = config.cap;
     let pulls = Arc::new(AtomicUsize::new(0));
     let returned = Arc::new(AtomicUsize::new(0));
     let in_next = Arc::new(AtomicBool::new(false));
@@ -197,10 +203,7 @@ fn bound_model(items: u32, cap: u64, max_runners: usize, batch: u64, ordered: bo
             );
         })
     };
-    let config = Config {
-        ordered,
-        ..config(cap, max_runners, batch)
-    };
+    let config = Config { ordered, ..config };
     let mut run = start(source, |x| x, config);
     let mut got = Vec::new();
     loop {
@@ -215,7 +218,9 @@ fn bound_model(items: u32, cap: u64, max_runners: usize, batch: u64, ordered: bo
             None => break,
         }
     }
-    got.sort_unstable();
+    if !ordered {
+        got.sort_unstable();
+    }
     assert_eq!(got, (0..items).collect::<Vec<_>>());
     run.join();
     assert_eq!(pulls.load(SeqCst), items as usize);
@@ -249,6 +254,19 @@ fn bound_holds_at_every_pull_unordered() {
     });
 }
 
+/// `readahead`: the feeder hands each item to the consumer itself; order and the bound
+/// hold at every pull.
+#[test]
+fn readahead_keeps_order_and_the_bound() {
+    check("readahead_keeps_order_and_the_bound", || {
+        let config = Config {
+            inline: true,
+            ..config(2, 1, 2)
+        };
+        bound_model_with(3, true, config)
+    });
+}
+
 // ---- drop -------------------------------------------------------------------------------
 
 /// Orders the drop before the test's read of the pull count, as C11 orders a `SeqCst` store
@@ -263,10 +281,14 @@ fn after_drop() {
 /// reports a deadlock itself), every item taken must be dropped exactly once, and the source
 /// must not be pulled after the drop beyond one pull already under way.
 fn drop_model(items: u32, cap: u64, max_runners: usize, keep: usize) {
+    drop_model_with(items, keep, config(cap, max_runners, 1));
+}
+
+fn drop_model_with(items: u32, keep: usize, config: Config) {
     let pulls = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
     let source = tracked_source(items, pulls.clone(), drops.clone());
-    let mut run = start(source, |t| t, config(cap, max_runners, 1));
+    let mut run = start(source, |t| t, config);
     let kept: Vec<Tracked> = run.by_ref().take(keep).collect();
     assert_eq!(
         kept.iter().map(|t| t.value).collect::<Vec<_>>(),
@@ -345,6 +367,17 @@ fn a_pulled_item_never_waits_for_the_next_pull_two_runners() {
         "a_pulled_item_never_waits_for_the_next_pull_two_runners",
         || pulled_item_model(2, 2),
     );
+}
+
+#[test]
+fn readahead_drop_after_one_item() {
+    check("readahead_drop_after_one_item", || {
+        let config = Config {
+            inline: true,
+            ..config(2, 1, 2)
+        };
+        drop_model_with(3, 1, config)
+    });
 }
 
 // ---- panics -----------------------------------------------------------------------------
