@@ -61,8 +61,11 @@
 //!   completion order under the same bound.
 //! - [`LazyParMapExt::try_lazy_par_map`]: for a fallible `f`, ends at the first `Err`.
 //! - [`scope`]: adapters whose source, items and `f` borrow from the caller's stack.
-//! - [`LazyParMap::try_next`] and [`LazyParMap::next_timeout`]: polling without blocking.
-//! - With the `stream` feature, `LazyParMap` is a `futures_core::Stream`.
+//! - [`LazyParMap::try_next`] and [`LazyParMap::next_timeout`] (and the same on
+//!   [`TryLazyParMap`]): polling without blocking.
+//! - With the `stream` feature, `LazyParMap` and `TryLazyParMap` are `futures_core::Stream`s,
+//!   and their `into_stream()` gives a `LazyParMapStream`, a `Stream` that is not an
+//!   `Iterator`, so that `s.next().await` needs no path with `StreamExt` in scope.
 //! - [`LazyParMap::stats`]: the counts that tell how to choose `buffer`.
 //!
 //! # What it costs
@@ -87,6 +90,8 @@ mod ring;
 #[cfg(not(lazy_par_map_loom))]
 mod scope;
 mod silent;
+#[cfg(feature = "stream")]
+mod stream;
 mod sync;
 mod try_map;
 
@@ -99,6 +104,8 @@ pub use mapper::{MapFn, WithInit};
 pub use readahead::Readahead;
 #[cfg(not(lazy_par_map_loom))]
 pub use scope::{scope, Scope, ScopedLazyParMap};
+#[cfg(feature = "stream")]
+pub use stream::LazyParMapStream;
 pub use try_map::TryLazyParMap;
 
 /// The README's examples, run as doctests.

@@ -6,6 +6,8 @@ use crate::feeder::Feeder;
 use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::silent::drop_silently;
+#[cfg(feature = "stream")]
+use crate::stream::LazyParMapStream;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
@@ -289,6 +291,29 @@ where
     /// ```
     pub fn stats(&self) -> Stats {
         self.adapter.stats()
+    }
+
+    /// This adapter as a `futures_core::Stream` that is not also an `Iterator`, so that with
+    /// `futures::StreamExt` in scope `s.next().await` compiles (on the adapter itself,
+    /// `Iterator::next` and `StreamExt::next` both apply: error E0034). The adapter is a
+    /// `Stream` too; this only removes the ambiguity. Nothing starts until the first poll.
+    ///
+    /// # Examples
+    /// ```
+    /// use futures::StreamExt;
+    /// use lazy_par_map::prelude::*;
+    ///
+    /// let mut lens = ["a", "bb", "ccc"].into_iter().lazy_par_map(str::len).into_stream();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(lens.next().await, Some(1)); // in input order
+    ///     assert_eq!(lens.next().await, Some(2));
+    ///     assert_eq!(lens.next().await, Some(3));
+    ///     assert_eq!(lens.next().await, None);
+    /// });
+    /// ```
+    #[cfg(feature = "stream")]
+    pub fn into_stream(self) -> LazyParMapStream<Self> {
+        LazyParMapStream::new(self)
     }
 
     /// Makes the feeder hand items to the consumer itself, with no pool hop

@@ -1,6 +1,8 @@
 //! [`TryLazyParMap`]: the fallible form, which ends at the first `Err`.
 
 use crate::map::{LazyParMap, NextTimeoutError, TryNextError};
+#[cfg(feature = "stream")]
+use crate::stream::LazyParMapStream;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
@@ -196,6 +198,27 @@ where
         next
     }
 
+    /// This adapter as a `futures_core::Stream` that is not also an `Iterator`, so that
+    /// with `futures::StreamExt` in scope `s.next().await` compiles; see
+    /// [`LazyParMap::into_stream`]. The stream ends after the first `Err`.
+    ///
+    /// # Examples
+    /// ```
+    /// use futures::StreamExt;
+    /// use lazy_par_map::prelude::*;
+    ///
+    /// let mut s = ["1", "x", "3"].into_iter().try_lazy_par_map(str::parse::<u8>).into_stream();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(s.next().await, Some(Ok(1)));
+    ///     assert!(matches!(s.next().await, Some(Err(_))));
+    ///     assert_eq!(s.next().await, None); // ended by the `Err`
+    /// });
+    /// ```
+    #[cfg(feature = "stream")]
+    pub fn into_stream(self) -> LazyParMapStream<Self> {
+        LazyParMapStream::new(self)
+    }
+
     /// Finishes the adapter if `result` is an `Err` (the first: later calls never get here).
     fn end_after(&mut self, result: &Result<T, E>) {
         if result.is_err() {
@@ -262,6 +285,44 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
+}
+
+#[cfg(feature = "stream")]
+impl<I, F, T, E> futures_core::Stream for TryLazyParMap<I, F, T, E>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Item = Result<T, E>;
+
+    /// Polls for the next `Ok` value or the first `Err` without blocking the thread (see
+    /// [`LazyParMap`]'s `poll_next`). After the first `Err` the stream is finished
+    /// (`Ready(None)`): no new item is taken from the source, and work not started is
+    /// skipped.
+    ///
+    /// # Panics
+    /// Like [`LazyParMap`]'s `next`.
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<T, E>>> {
+        let this = self.get_mut();
+        if this.failed {
+            return std::task::Poll::Ready(None);
+        }
+        let polled = futures_core::Stream::poll_next(std::pin::Pin::new(&mut this.inner), cx);
+        if let std::task::Poll::Ready(Some(result)) = &polled {
+            this.end_after(result);
+        }
+        polled
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        Iterator::size_hint(self)
+    }
 }
 
 impl<I, F, T, E> fmt::Debug for TryLazyParMap<I, F, T, E>
