@@ -76,6 +76,7 @@
 //! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
 //! about 200 µs of work when it is fast.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod adapter;

@@ -312,6 +312,7 @@ where
     /// });
     /// ```
     #[cfg(feature = "stream")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
     pub fn into_stream(self) -> LazyParMapStream<Self> {
         LazyParMapStream::new(self)
     }
@@ -417,6 +418,7 @@ where
 }
 
 #[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<I, F, R> futures_core::Stream for LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,

@@ -31,6 +31,7 @@ use std::task::{Context, Poll};
 ///     assert_eq!(rest, [20, 30]);
 /// });
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 #[must_use = "streams do nothing unless polled"]
 pub struct LazyParMapStream<A> {
     /// The adapter whose `Stream` impl this forwards to.

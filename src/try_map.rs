@@ -215,6 +215,7 @@ where
     /// });
     /// ```
     #[cfg(feature = "stream")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
     pub fn into_stream(self) -> LazyParMapStream<Self> {
         LazyParMapStream::new(self)
     }
@@ -288,6 +289,7 @@ where
 }
 
 #[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<I, F, T, E> futures_core::Stream for TryLazyParMap<I, F, T, E>
 where
     I: Iterator + Send + 'static,
