@@ -61,8 +61,11 @@
 //!   completion order under the same bound.
 //! - [`LazyParMapExt::try_lazy_par_map`]: for a fallible `f`, ends at the first `Err`.
 //! - [`scope`]: adapters whose source, items and `f` borrow from the caller's stack.
-//! - [`LazyParMap::try_next`] and [`LazyParMap::next_timeout`]: polling without blocking.
-//! - With the `stream` feature, `LazyParMap` is a `futures_core::Stream`.
+//! - [`LazyParMap::try_next`] and [`LazyParMap::next_timeout`] (and the same on
+//!   [`TryLazyParMap`]): polling without blocking.
+//! - With the `stream` feature, `LazyParMap` and `TryLazyParMap` are `futures_core::Stream`s,
+//!   and their `into_stream()` gives a `LazyParMapStream`, a `Stream` that is not an
+//!   `Iterator`, so that `s.next().await` needs no path with `StreamExt` in scope.
 //! - [`LazyParMap::stats`]: the counts that tell how to choose `buffer`.
 //!
 //! # What it costs
@@ -73,6 +76,7 @@
 //! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
 //! about 200 µs of work when it is fast.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod adapter;
@@ -89,6 +93,8 @@ mod ring;
 mod scope;
 mod silent;
 mod stats;
+#[cfg(feature = "stream")]
+mod stream;
 mod sync;
 mod try_map;
 
@@ -104,6 +110,8 @@ pub use readahead::Readahead;
 #[cfg(not(lazy_par_map_loom))]
 pub use scope::{scope, Scope, ScopedLazyParMap};
 pub use stats::Stats;
+#[cfg(feature = "stream")]
+pub use stream::LazyParMapStream;
 pub use try_map::TryLazyParMap;
 
 /// The README's examples, run as doctests.

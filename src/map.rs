@@ -8,6 +8,8 @@ use crate::mapper::MapFn;
 use crate::pool::Pool;
 use crate::silent::drop_silently;
 use crate::stats::Stats;
+#[cfg(feature = "stream")]
+use crate::stream::LazyParMapStream;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
@@ -223,6 +225,30 @@ where
         self.adapter.stats()
     }
 
+    /// This adapter as a `futures_core::Stream` that is not also an `Iterator`, so that with
+    /// `futures::StreamExt` in scope `s.next().await` compiles (on the adapter itself,
+    /// `Iterator::next` and `StreamExt::next` both apply: error E0034). The adapter is a
+    /// `Stream` too; this only removes the ambiguity. Nothing starts until the first poll.
+    ///
+    /// # Examples
+    /// ```
+    /// use futures::StreamExt;
+    /// use lazy_par_map::prelude::*;
+    ///
+    /// let mut lens = ["a", "bb", "ccc"].into_iter().lazy_par_map(str::len).into_stream();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(lens.next().await, Some(1)); // in input order
+    ///     assert_eq!(lens.next().await, Some(2));
+    ///     assert_eq!(lens.next().await, Some(3));
+    ///     assert_eq!(lens.next().await, None);
+    /// });
+    /// ```
+    #[cfg(feature = "stream")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+    pub fn into_stream(self) -> LazyParMapStream<Self> {
+        LazyParMapStream::new(self)
+    }
+
     /// Makes the feeder hand items to the consumer itself, with no pool hop
     /// (`readahead`, whose `f` is the identity).
     #[track_caller]
@@ -324,6 +350,7 @@ where
 }
 
 #[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<I, F, R> futures_core::Stream for LazyParMap<I, F, R>
 where
     I: Iterator + Send + 'static,

@@ -309,6 +309,123 @@ fn next_timeout_on_a_worker_returns_within_its_timeout() {
     });
 }
 
+// ---- try_next and next_timeout of the fallible form ---------------------------------------
+
+/// Calls `poll` (a `try_next`) until it is not `NotReady`, for at most 10 s.
+fn try_next_ready(
+    mut poll: impl FnMut() -> Result<Result<u64, u64>, TryNextError>,
+) -> Result<Result<u64, u64>, TryNextError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match poll() {
+            Err(TryNextError::NotReady) => {
+                assert!(Instant::now() < deadline, "never ready");
+                std::thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn fallible_try_next_is_not_ready_then_delivers_then_finishes_after_the_err() {
+    guarded(|| {
+        let gate = Gate::new();
+        let in_f = Arc::clone(&gate);
+        let mut it = (0..10u64)
+            .try_lazy_par_map(move |i| {
+                in_f.wait(Duration::from_secs(10));
+                if i == 2 {
+                    Err(i)
+                } else {
+                    Ok(i)
+                }
+            })
+            .buffer(3);
+        assert_eq!(it.try_next(), Err(TryNextError::NotReady));
+        gate.open();
+        let mut got = Vec::new();
+        loop {
+            match try_next_ready(|| it.try_next()) {
+                Ok(result) => got.push(result),
+                Err(TryNextError::Finished) => break,
+                Err(TryNextError::NotReady) => unreachable!(),
+            }
+        }
+        assert_eq!(got, [Ok(0), Ok(1), Err(2)]);
+        assert_eq!(it.try_next(), Err(TryNextError::Finished));
+        assert_eq!(it.next(), None);
+        assert_eq!(it.stats().in_flight, 0);
+    });
+}
+
+#[test]
+fn fallible_next_timeout_times_out_then_delivers_then_finishes_after_the_err() {
+    guarded(|| {
+        let gate = Gate::new();
+        let in_f = Arc::clone(&gate);
+        let mut it = (0..10u64)
+            .try_lazy_par_map(move |i| {
+                in_f.wait(Duration::from_secs(10));
+                if i == 1 {
+                    Err(i)
+                } else {
+                    Ok(i)
+                }
+            })
+            .buffer(2);
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(20)),
+            Err(NextTimeoutError::Timeout)
+        );
+        // A timeout does not end the adapter; the `Err` does.
+        gate.open();
+        let long = Duration::from_secs(10);
+        assert_eq!(it.next_timeout(long), Ok(Ok(0)));
+        assert_eq!(it.next_timeout(long), Ok(Err(1)));
+        assert_eq!(it.next_timeout(long), Err(NextTimeoutError::Finished));
+        assert_eq!(
+            it.next_timeout(Duration::ZERO),
+            Err(NextTimeoutError::Finished)
+        );
+        assert_eq!(it.try_next(), Err(TryNextError::Finished));
+        assert_eq!(it.next(), None);
+    });
+}
+
+#[test]
+fn fallible_polling_takes_no_new_item_after_the_err() {
+    guarded(|| {
+        let n = 4;
+        let long = Duration::from_secs(10);
+        // The `Err` found by `try_next` ...
+        let (source, pulls) = counted(0u64..);
+        let mut it = source
+            .try_lazy_par_map(|i| if i == 2 { Err(i) } else { Ok(i) })
+            .buffer(n);
+        assert_eq!(it.next_timeout(long), Ok(Ok(0)));
+        assert_eq!(it.next_timeout(long), Ok(Ok(1)));
+        assert_eq!(try_next_ready(|| it.try_next()), Ok(Err(2)));
+        let pulled = pulls.started();
+        assert!(pulled <= 2 + 1 + n, "{pulled} pulls");
+        assert_settles("pulls after the Err", || pulls.started(), pulled);
+        assert_eq!(it.try_next(), Err(TryNextError::Finished));
+        assert_eq!(it.stats().in_flight, 0);
+        // ... and by `next_timeout`.
+        let (source, pulls) = counted(0u64..);
+        let mut it = source
+            .try_lazy_par_map(|i| if i == 2 { Err(i) } else { Ok(i) })
+            .buffer(n);
+        assert_eq!(it.next_timeout(long), Ok(Ok(0)));
+        assert_eq!(it.next_timeout(long), Ok(Ok(1)));
+        assert_eq!(it.next_timeout(long), Ok(Err(2)));
+        let pulled = pulls.started();
+        assert!(pulled <= 2 + 1 + n, "{pulled} pulls");
+        assert_settles("pulls after the Err", || pulls.started(), pulled);
+        assert_eq!(it.next_timeout(long), Err(NextTimeoutError::Finished));
+    });
+}
+
 #[test]
 fn error_types_display_and_implement_error() {
     fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
