@@ -111,12 +111,13 @@ pub mod prelude {
     pub use crate::LazyParMapExt;
 }
 
-/// Adds [`lazy_par_map`](LazyParMapExt::lazy_par_map) to every `Iterator + Send + 'static`
-/// whose items are `Send + 'static`.
-pub trait LazyParMapExt: Iterator + Sized + Send + 'static
-where
-    Self::Item: Send + 'static,
-{
+/// Adds [`lazy_par_map`](LazyParMapExt::lazy_par_map) and its kin to every `Iterator`.
+///
+/// Each method asks, at the call, for what it needs: a source and items that are `Send +
+/// 'static`, since the source is read on a thread of its own and its items go to other
+/// threads. A source that is not gets an error that names the missing bound (`Send`, or the
+/// `'static` borrow) where the method is called. To borrow from the stack, use [`scope`].
+pub trait LazyParMapExt: Iterator + Sized {
     /// Maps `f` over the items on rayon's pool, lazily, keeping input order and at most
     /// `buffer` items in flight (see the [crate docs](crate) for the full contract).
     ///
@@ -137,6 +138,8 @@ where
     /// ```
     fn lazy_par_map<F, R>(self, f: F) -> LazyParMap<Self, F, R>
     where
+        Self: Send + 'static,
+        Self::Item: Send + 'static,
         F: Fn(Self::Item) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
@@ -179,6 +182,8 @@ where
         f: F,
     ) -> LazyParMap<Self, WithInit<INIT, F, S>, R>
     where
+        Self: Send + 'static,
+        Self::Item: Send + 'static,
         INIT: Fn() -> S + Send + Sync + 'static,
         S: Send + 'static,
         F: Fn(&mut S, Self::Item) -> R + Send + Sync + 'static,
@@ -220,7 +225,11 @@ where
     /// let _ = (0..10).readahead(0); // panics: the buffer needs at least one item
     /// ```
     #[track_caller]
-    fn readahead(self, n: usize) -> Readahead<Self> {
+    fn readahead(self, n: usize) -> Readahead<Self>
+    where
+        Self: Send + 'static,
+        Self::Item: Send + 'static,
+    {
         Readahead::new(self, n)
     }
 
@@ -239,6 +248,8 @@ where
     /// ```
     fn try_lazy_par_map<F, T, E>(self, f: F) -> TryLazyParMap<Self, F, T, E>
     where
+        Self: Send + 'static,
+        Self::Item: Send + 'static,
         F: Fn(Self::Item) -> Result<T, E> + Send + Sync + 'static,
         T: Send + 'static,
         E: Send + 'static,
@@ -247,9 +258,4 @@ where
     }
 }
 
-impl<I> LazyParMapExt for I
-where
-    I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
-{
-}
+impl<I: Iterator> LazyParMapExt for I {}
