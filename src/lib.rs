@@ -124,12 +124,14 @@ pub mod prelude {
     pub use crate::LazyParMapExt;
 }
 
-/// Adds [`lazy_par_map`](LazyParMapExt::lazy_par_map) to every `Iterator + Send + 'static`
-/// whose items are `Send + 'static`.
-pub trait LazyParMapExt: Iterator + Sized + Send + 'static
-where
-    Self::Item: Send + 'static,
-{
+/// Adds [`lazy_par_map`](LazyParMapExt::lazy_par_map) and its kin to every `Iterator`.
+///
+/// Each method asks, at the call, for what it needs: a source and items that are `Send +
+/// 'static` (items through [`SendItem`], which is `Send` with an error message of its own),
+/// since the source is read on a thread of its own and its items go to other threads. A
+/// source that is not gets an error that names the missing bound where the method is
+/// called. To borrow from the stack, use [`scope`](fn@scope).
+pub trait LazyParMapExt: Iterator + Sized {
     /// Maps `f` over the items on rayon's pool, lazily, keeping input order and at most
     /// `buffer` items in flight (see the [crate docs](crate) for the full contract).
     ///
@@ -141,6 +143,21 @@ where
     /// # Panics
     /// The returned iterator re-raises a panic of `f` or of this iterator in its place.
     ///
+    /// # Borrowed data
+    /// This iterator, its items, `f` and its results must be `'static`: the feeder thread
+    /// and the pool's jobs may outlive the caller's stack frame, since dropping the adapter
+    /// does not wait for them. Over data borrowed from the stack, `v.iter().lazy_par_map(f)`
+    /// fails with "`v` does not live long enough ... argument requires that `v` is borrowed
+    /// for `'static`" (or "borrowed data escapes outside of function", or "the parameter type
+    /// `I` may not live long enough"). Those are lifetime errors, to which a library cannot
+    /// add a note; map in a [`scope`](fn@crate::scope) instead, which joins its threads
+    /// before it returns:
+    /// ```
+    /// let v = vec![1, 2, 3];
+    /// let doubled: Vec<i32> = lazy_par_map::scope(|s| s.lazy_par_map(v.iter(), |x| x * 2).collect());
+    /// assert_eq!(doubled, [2, 4, 6]);
+    /// ```
+    ///
     /// # Examples
     /// ```
     /// use lazy_par_map::prelude::*;
@@ -150,6 +167,9 @@ where
     /// ```
     fn lazy_par_map<F, R>(self, f: F) -> LazyParMap<Self, F, R>
     where
+        Self::Item: SendItem,
+        Self: Send,
+        Self: 'static, // to borrow from the stack, use `lazy_par_map::scope`
         F: Fn(Self::Item) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
@@ -168,6 +188,10 @@ where
     /// with the adapter's `f`. Everything else is [`lazy_par_map`]'s: the same adapter
     /// type and configuration, the whole contract. A panic in `init` is a panic of `f`
     /// for the item that needed the state.
+    ///
+    /// # Borrowed data
+    /// As for [`lazy_par_map`]: everything must be `'static`; to borrow from the stack, use
+    /// [`Scope::lazy_par_map_init`] in a [`scope`](fn@crate::scope).
     ///
     /// [`lazy_par_map`]: LazyParMapExt::lazy_par_map
     ///
@@ -192,6 +216,9 @@ where
         f: F,
     ) -> LazyParMap<Self, WithInit<INIT, F, S>, R>
     where
+        Self::Item: SendItem,
+        Self: Send,
+        Self: 'static, // to borrow from the stack, use `lazy_par_map::scope`
         INIT: Fn() -> S + Send + Sync + 'static,
         S: Send + 'static,
         F: Fn(&mut S, Self::Item) -> R + Send + Sync + 'static,
@@ -216,6 +243,12 @@ where
     /// # Panics
     /// If `n` is 0. The returned iterator re-raises a panic of this iterator in its place.
     ///
+    /// # Borrowed data
+    /// This iterator and its items must be `'static`, as for
+    /// [`lazy_par_map`](LazyParMapExt::lazy_par_map); there is no scoped form yet: in a
+    /// [`scope`](fn@crate::scope), `s.lazy_par_map(source, |x| x)` reads ahead the same way,
+    /// through the pool.
+    ///
     /// # Examples
     /// ```
     /// use lazy_par_map::prelude::*;
@@ -233,13 +266,23 @@ where
     /// let _ = (0..10).readahead(0); // panics: the buffer needs at least one item
     /// ```
     #[track_caller]
-    fn readahead(self, n: usize) -> Readahead<Self> {
+    fn readahead(self, n: usize) -> Readahead<Self>
+    where
+        Self::Item: SendItem,
+        Self: Send,
+        Self: 'static, // to borrow from the stack, use `lazy_par_map::scope`
+    {
         Readahead::new(self, n)
     }
 
     /// Like [`lazy_par_map`](LazyParMapExt::lazy_par_map) for a fallible `f`: yields `Ok`
     /// values in order until the first `Err`, yields that `Err`, then ends. From the first
     /// `Err` on, no new item is taken from the source and work not yet started is skipped.
+    ///
+    /// # Borrowed data
+    /// Everything must be `'static`, as for [`lazy_par_map`](LazyParMapExt::lazy_par_map).
+    /// In a [`scope`](fn@crate::scope), map to `Result`s with [`Scope::lazy_par_map`] and
+    /// collect into a `Result`, which stops at the first `Err` (the scope cancels the rest).
     ///
     /// # Examples
     /// ```
@@ -252,6 +295,9 @@ where
     /// ```
     fn try_lazy_par_map<F, T, E>(self, f: F) -> TryLazyParMap<Self, F, T, E>
     where
+        Self::Item: SendItem,
+        Self: Send,
+        Self: 'static, // to borrow from the stack, use `lazy_par_map::scope`
         F: Fn(Self::Item) -> Result<T, E> + Send + Sync + 'static,
         T: Send + 'static,
         E: Send + 'static,
@@ -260,9 +306,32 @@ where
     }
 }
 
-impl<I> LazyParMapExt for I
-where
-    I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
-{
-}
+impl<I: Iterator> LazyParMapExt for I {}
+
+/// `Send`, for the items of [`LazyParMapExt`]'s adapters: the source is read on a thread of
+/// its own and each item is handed to another thread.
+///
+/// Implemented for every `Send` type and no other; you never implement it. The methods ask
+/// for it instead of `Send` so that a source of `Rc`s gets an error that says why items
+/// must be `Send` and what to use instead: "`Rc<{integer}>` cannot be sent between threads
+/// safely: the source's items go to other threads", with a note on `Arc` (the whole message
+/// is pinned in `tests/ui/not_send.stderr`).
+///
+/// # Examples
+/// ```
+/// fn assert_item<T: lazy_par_map::SendItem>() {}
+/// assert_item::<std::sync::Arc<String>>();
+/// ```
+/// ```compile_fail,E0277
+/// fn assert_item<T: lazy_par_map::SendItem>() {}
+/// assert_item::<std::rc::Rc<String>>(); // `Rc<String>` cannot be sent between threads safely
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent between threads safely: the source's items go to other threads",
+    label = "the source's items are `{Self}`, which is not `Send`",
+    note = "the source is read on a thread of its own and each item is handed to another thread",
+    note = "share data with `std::sync::Arc` instead of `Rc`, and state with a `Mutex` or an atomic instead of a `RefCell` or a `Cell`"
+)]
+pub trait SendItem: Send {}
+
+impl<T: Send> SendItem for T {}
