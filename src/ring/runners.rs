@@ -119,10 +119,14 @@ where
             self.deliver(held);
         }
         let limit = self.batch_limit();
+        // Sized for this run, not for `limit`: a batch of a few items must not hold a buffer
+        // for thousands (with many such batches in the ring, memory would grow past the
+        // items themselves).
+        let run = 1 + rest.map_or(0, Local::len);
         let batch = held.get_or_insert_with(|| Batch {
             seq: first.0,
             covered: 0,
-            results: Vec::with_capacity(limit),
+            results: Vec::with_capacity(run.min(limit)),
             panic: None,
         });
         let seq = first.0;
