@@ -167,19 +167,15 @@ where
                     if shared.inline {
                         // No pool hop: `f` is the identity; the consumer gets the item now.
                         shared.run_inline(taken, item);
-                        taken += 1;
-                        if taken % 64 == 0 {
-                            shared.taken.0.store(taken, Relaxed);
-                        }
-                        continue;
+                    } else {
+                        pusher.push((taken, item));
                     }
-                    pusher.push((taken, item));
                     taken += 1;
                     if taken % 64 == 0 {
                         // Every item would cost a store to a line `stats()` reads.
                         shared.taken.0.store(taken, Relaxed);
                     }
-                    if shared.after_push(taken) {
+                    if !shared.inline && shared.after_push(taken) {
                         start_runner(Arc::clone(shared));
                     }
                 }
