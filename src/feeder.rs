@@ -6,6 +6,7 @@
 //! with a pull under way), pushes each item before the next pull (so no item waits for a
 //! later one), and refills free slots in runs sized by [`Batching`].
 
+use crate::feeding::{Feeding, Turn};
 use crate::mapper::MapFn;
 use crate::ring::{End, Shared};
 use crate::silent::Silent;
@@ -89,30 +90,51 @@ impl Batching {
     }
 }
 
-/// The feeder: the source, its end of the item queue and the shared state, run on its own
-/// thread by [`Feeder::run`].
-pub(crate) struct Feeder<I, R, F>
+/// The feeder: the source, its end of the item queue and the shared state. It runs in
+/// turns ([`Feeder::turn`]) on the feeding threads ([`crate::feeding`]), parked in its ring
+/// between turns, or on a thread of its own ([`Feeder::run_on_own_thread`], the scoped form).
+pub(crate) struct Feeder<I, R, F, S>
 where
     I: Iterator,
 {
-    /// Dropped silently on the feeder's thread once the source has ended.
+    /// Dropped silently, on the feeder's thread, once the source has ended.
     pub(crate) source: Silent<I>,
     /// Where pulled items go; items left in it are dropped silently.
     pub(crate) pusher: Silent<Pusher<(u64, I::Item)>>,
     pub(crate) shared: Arc<Shared<I::Item, R, F>>,
     pub(crate) batching: Batching,
+    /// Starts a runner on the pool.
+    start_runner: S,
+    /// The pool's thread count, if it was read before the first turn.
+    threads: Option<usize>,
+    /// A function reading the pool's thread count on the feeder's thread otherwise.
+    read_threads: fn() -> usize,
+    /// Items claimed so far (a pull under way included).
+    taken: u64,
+    /// The free slots it waits for before it pulls again; `None`: choose at the next look.
+    want: Option<u64>,
+    /// When it parked, for `stats().feeder_waited`.
+    parked_at: Option<Instant>,
+    /// The first turn has set the adapter up.
+    started: bool,
 }
 
-impl<I, R, F> Feeder<I, R, F>
+impl<I, R, F, S> Feeder<I, R, F, S>
 where
     I: Iterator,
     F: MapFn<I::Item, Output = R>,
+    S: Fn(Arc<Shared<I::Item, R, F>>),
 {
     /// A feeder with adaptive batching over `source`, and the consumer's handle on the
     /// same shared state, built by `shared` around the runners' end of the item queue.
+    /// `threads` is the pool's size if known, else `read_threads` reads it on the feeder's
+    /// thread; `start_runner` spawns a runner on the pool.
     pub(crate) fn adaptive(
         source: I,
         shared: impl FnOnce(crate::sync::Queue<(u64, I::Item)>) -> Shared<I::Item, R, F>,
+        threads: Option<usize>,
+        read_threads: fn() -> usize,
+        start_runner: S,
     ) -> (Self, Arc<Shared<I::Item, R, F>>) {
         let (pusher, queue) = crate::sync::queue();
         let shared = Arc::new(shared(queue));
@@ -121,78 +143,191 @@ where
             pusher: Silent::new(pusher),
             shared: Arc::clone(&shared),
             batching: Batching::adaptive(),
+            start_runner,
+            threads,
+            read_threads,
+            taken: 0,
+            want: None,
+            parked_at: None,
+            started: false,
         };
         (feeder, shared)
     }
 
-    /// The feeder thread's body, for a pool of `threads` threads. `start_runner` spawns a
-    /// runner on the pool.
-    pub(crate) fn run(mut self, threads: usize, start_runner: impl Fn(Arc<Shared<I::Item, R, F>>)) {
-        let shared = &self.shared;
-        shared.set_max_runners(threads);
-        if shared.inline {
-            // `readahead`'s identity costs nothing: refill in halves of the buffer, so that
-            // the feeder and the consumer wake each other once a refill, not once an item.
-            shared.f_nanos.store(1, Relaxed);
+    /// Feeds until the feeder must wait for free slots (returns how many it waits for) or
+    /// the adapter has ended (returns `None`; the end is recorded and the consumer woken).
+    pub(crate) fn turn(&mut self, timed_out: bool) -> Option<u64> {
+        let shared = Arc::clone(&self.shared);
+        if !self.started {
+            self.started = true;
+            shared.set_max_runners(self.threads.unwrap_or_else(self.read_threads));
+            if shared.inline {
+                // `readahead`'s identity costs nothing: refill in halves of the buffer, so
+                // that the feeder and the consumer wake each other once a refill, not once
+                // an item.
+                shared.f_nanos.store(1, Relaxed);
+            }
         }
-        let mut taken: u64 = 0;
-        let end = loop {
+        if let Some(parked_at) = self.parked_at.take() {
+            let waited = parked_at.elapsed().as_nanos() as u64;
+            shared.feeder_wait_nanos.fetch_add(waited, Relaxed);
+        }
+        if timed_out {
+            // The consumer is slow or paused: refill what it freed, then follow it slot by
+            // slot.
+            self.want = Some(1);
+        }
+        loop {
             if shared.is_stopped() {
-                break End::Exhausted;
+                shared.finish(End::Exhausted, self.taken);
+                return None;
             }
-            // Wait for a whole refill's worth of free slots (or, if the consumer is slow, for
-            // whatever it frees within the ring's patience), then fill them all.
-            let size = self.batching.next_size(shared);
-            let mut free = shared.free_slots(taken);
-            if free < size {
-                match shared.wait_for_slots(taken, size) {
-                    Some(now_free) => free = now_free,
-                    None => break End::Exhausted,
-                }
-            }
-            let started = Instant::now();
-            let before = taken;
-            let source = self.source.get_mut();
-            let pusher = self.pusher.get();
-            let end = match catch_unwind(AssertUnwindSafe(|| {
-                // The slot is claimed (`free` counts it) before the pull, and the stop is
-                // checked before every pull: after a drop, at most the pull under way.
-                for _ in 0..free {
-                    if shared.is_stopped() {
-                        break;
-                    }
-                    let Some(item) = source.next() else {
-                        return Some(End::Exhausted);
-                    };
-                    if shared.inline {
-                        // No pool hop: `f` is the identity; the consumer gets the item now.
-                        shared.run_inline(taken, item);
-                    } else {
-                        pusher.push((taken, item));
-                    }
-                    taken += 1;
-                    if taken % 64 == 0 {
-                        // Every item would cost a store to a line `stats()` reads.
-                        shared.taken.0.store(taken, Relaxed);
-                    }
-                    if !shared.inline && shared.after_push(taken) {
-                        start_runner(Arc::clone(shared));
-                    }
-                }
-                None
-            })) {
-                Ok(end) => end,
-                Err(payload) => Some(End::Panicked(payload)),
+            // Wait for a whole refill's worth of free slots (hysteresis), then fill them all.
+            let want = match self.want {
+                Some(want) => want,
+                None => self.batching.next_size(&shared),
             };
-            shared.taken.0.store(taken, Relaxed);
-            self.batching
-                .record_pulls(started.elapsed().as_nanos() as u64, taken - before);
-            if let Some(end) = end {
-                break end;
+            let free = shared.free_slots(self.taken);
+            if free < want {
+                self.want = Some(want);
+                self.parked_at = Some(Instant::now());
+                return Some(want);
             }
+            self.want = None;
+            if let Some(end) = self.fill(&shared, free) {
+                shared.finish(end, self.taken);
+                return None;
+            }
+        }
+    }
+
+    /// Pulls up to `free` items and hands each one over before the next pull. Returns how
+    /// the source ended, if it did.
+    fn fill(&mut self, shared: &Shared<I::Item, R, F>, free: u64) -> Option<End> {
+        let started = Instant::now();
+        let before = self.taken;
+        let source = self.source.get_mut();
+        let pusher = self.pusher.get();
+        let taken = &mut self.taken;
+        let start_runner = &self.start_runner;
+        let end = match catch_unwind(AssertUnwindSafe(|| {
+            // The slot is claimed (`free` counts it) before the pull, and the stop is
+            // checked before every pull: after a drop, at most the pull under way.
+            for _ in 0..free {
+                if shared.is_stopped() {
+                    break;
+                }
+                let Some(item) = source.next() else {
+                    return Some(End::Exhausted);
+                };
+                if shared.inline {
+                    // No pool hop: `f` is the identity; the consumer gets the item now.
+                    shared.run_inline(*taken, item);
+                } else {
+                    pusher.push((*taken, item));
+                }
+                *taken += 1;
+                if *taken % 64 == 0 {
+                    // Every item would cost a store to a line `stats()` reads.
+                    shared.taken.0.store(*taken, Relaxed);
+                }
+                if !shared.inline && shared.after_push(*taken) {
+                    start_runner(Arc::clone(&self.shared));
+                }
+            }
+            None
+        })) {
+            Ok(end) => end,
+            Err(payload) => Some(End::Panicked(payload)),
         };
-        shared.finish(end, taken);
-        // The source is dropped here, on the feeder thread, after the consumer can see the
-        // end (silently: see `silent.rs`).
+        shared.taken.0.store(self.taken, Relaxed);
+        self.batching
+            .record_pulls(started.elapsed().as_nanos() as u64, self.taken - before);
+        end
+    }
+
+    /// The same feeder, starting its runners with `start_runner`.
+    pub(crate) fn with_runners<S2>(self, start_runner: S2) -> Feeder<I, R, F, S2> {
+        Feeder {
+            source: self.source,
+            pusher: self.pusher,
+            shared: self.shared,
+            batching: self.batching,
+            start_runner,
+            threads: self.threads,
+            read_threads: self.read_threads,
+            taken: self.taken,
+            want: self.want,
+            parked_at: self.parked_at,
+            started: self.started,
+        }
+    }
+
+    /// Runs the feeder on the calling thread until the adapter ends, sleeping in its ring
+    /// while it waits (the scoped form, whose source may borrow, has a thread of its own).
+    pub(crate) fn run_on_own_thread(mut self) {
+        let mut timed_out = false;
+        while let Some(want) = self.turn(timed_out) {
+            timed_out = self.shared.park_thread(self.taken, want);
+        }
+        // The source is dropped here, on the feeder's thread, after the consumer can see
+        // the end (silently: see `silent.rs`).
+    }
+}
+
+/// A feeder run in turns by a set of feeding threads.
+pub(crate) struct Turns<I, R, F, S>
+where
+    I: Iterator,
+{
+    feeder: Feeder<I, R, F, S>,
+    feeding: Arc<Feeding>,
+}
+
+impl<I, R, F, S> Turns<I, R, F, S>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    R: Send + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
+    S: Fn(Arc<Shared<I::Item, R, F>>) + Send + 'static,
+{
+    /// Submits the feeder's first turn to `feeding`.
+    pub(crate) fn start(feeder: Feeder<I, R, F, S>, feeding: &Arc<Feeding>) {
+        let turns = Turns {
+            feeder,
+            feeding: Arc::clone(feeding),
+        };
+        feeding.submit(Box::new(turns), false);
+    }
+}
+
+impl<I, R, F, S> Turn for Turns<I, R, F, S>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    R: Send + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
+    S: Fn(Arc<Shared<I::Item, R, F>>) + Send + 'static,
+{
+    /// One turn on a feeding thread: feeds, then parks in the ring (the thread goes back to
+    /// the queue), or ends (the source is dropped here, on the feeding thread).
+    fn resume(mut self: Box<Self>, mut timed_out: bool) -> bool {
+        let feeding = Arc::clone(&self.feeding);
+        loop {
+            let Some(want) = self.feeder.turn(timed_out) else {
+                return false;
+            };
+            timed_out = false;
+            feeding.will_return();
+            let shared = Arc::clone(&self.feeder.shared);
+            match shared.park(self.feeder.taken, want, self, &feeding) {
+                Ok(()) => return true,
+                Err(back) => {
+                    feeding.wont_return();
+                    self = back;
+                }
+            }
+        }
     }
 }

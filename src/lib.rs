@@ -83,6 +83,7 @@ mod adapter;
 mod consumer;
 mod error;
 mod feeder;
+mod feeding;
 mod map;
 mod mapper;
 mod pool;

@@ -3,13 +3,16 @@
 use crate::adapter::{Adapter, Config};
 use crate::consumer::Consumer;
 use crate::error::{NextTimeoutError, TryNextError};
-use crate::feeder::Feeder;
+use crate::feeder::{Feeder, Turns};
+use crate::feeding::Feeding;
 use crate::mapper::MapFn;
 use crate::pool::Pool;
+use crate::ring::Shared;
 use crate::silent::drop_silently;
 use crate::stats::Stats;
 #[cfg(feature = "stream")]
 use crate::stream::LazyParMapStream;
+use crate::sync::Arc;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
@@ -264,10 +267,10 @@ where
     }
 }
 
-/// Builds the shared state and spawns the feeder thread. `f` runs on the adapter's pool:
-/// the one given to [`LazyParMap::pool`], else rayon's global pool, even when the adapter
-/// starts inside another pool's `install` (the feeder spawns runners from its own thread,
-/// which belongs to no pool).
+/// Builds the shared state and submits the feeder's first turn to the feeding threads.
+/// `f` runs on the adapter's pool: the one given to [`LazyParMap::pool`], else rayon's
+/// global pool, even when the adapter starts inside another pool's `install` (the feeder
+/// spawns runners from a feeding thread, which belongs to no pool).
 fn launch<I, F, R>(source: I, f: F, config: Config<R>) -> Consumer<I::Item, R, F>
 where
     I: Iterator + Send + 'static,
@@ -275,8 +278,7 @@ where
     F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
-    let pool = config.pool;
+    let pool = config.pool.clone();
     let runners_pool = pool.clone();
     // Without a pool hop (`readahead`) no runner starts: leave rayon's pool untouched.
     let threads = if config.inline {
@@ -284,25 +286,27 @@ where
     } else {
         pool.num_threads_here()
     };
-    std::thread::Builder::new()
-        .name("lazy-par-map-feeder".into())
-        .spawn(move || {
-            let pool = runners_pool;
-            let threads = threads.unwrap_or_else(|| pool.num_threads());
-            feeder.run(threads, |shared| {
-                // Each runner holds the pool, so a custom pool outlives its last job.
-                let keep_alive = pool.clone();
-                pool.spawn(move || {
-                    keep_alive.mark_worker();
-                    shared.run_jobs();
-                    // The last reference may drop `f`, whose `Drop` may panic: a panic
-                    // escaping a rayon `spawn` aborts, so it is dropped silently.
-                    drop_silently(shared);
-                    drop(keep_alive);
-                });
-            });
-        })
-        .expect("lazy_par_map: could not spawn the feeder thread");
+    let read_threads: fn() -> usize = rayon::current_num_threads;
+    let start_runner = move |shared: Arc<Shared<I::Item, R, F>>| {
+        // Each runner holds the pool, so a custom pool outlives its last job.
+        let keep_alive = runners_pool.clone();
+        runners_pool.spawn(move || {
+            keep_alive.mark_worker();
+            shared.run_jobs();
+            // The last reference may drop `f`, whose `Drop` may panic: a panic escaping a
+            // rayon `spawn` aborts, so it is dropped silently.
+            drop_silently(shared);
+            drop(keep_alive);
+        });
+    };
+    let (feeder, shared) = Feeder::adaptive(
+        source,
+        config.shared(f),
+        threads,
+        read_threads,
+        start_runner,
+    );
+    Turns::start(feeder, Feeding::global());
     Consumer::new(shared, pool)
 }
 

@@ -201,7 +201,16 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         R: Send + 'env,
     {
         move |source, f, config| {
-            let (feeder, shared) = Feeder::adaptive(source, config.shared(f));
+            let (feeder, shared) = Feeder::adaptive(
+                source,
+                config.shared(f),
+                // On the caller's thread if it is outside every pool, else on the feeder's:
+                // the global pool's size either way.
+                Pool::Global.num_threads_here(),
+                rayon::current_num_threads,
+                // Runners are started in the feeder's `in_place_scope` (below).
+                |_| {},
+            );
             {
                 let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
                 if registry.len() >= 64 && registry.len().is_power_of_two() {
@@ -210,18 +219,18 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 let erased: Arc<dyn Cancel + 'env> = shared.clone();
                 registry.push(Arc::downgrade(&erased));
             }
-            let threads = Pool::Global.num_threads_here();
             self.spawner.spawn_thread(Box::new(move || {
-                // On this thread, outside every pool: the global pool's size and scope.
-                let threads = threads.unwrap_or_else(rayon::current_num_threads);
+                // On this thread, outside every pool: the global pool's scope.
                 rayon::in_place_scope(|jobs| {
-                    feeder.run(threads, |shared| {
-                        jobs.spawn(move |_| {
-                            Pool::Global.mark_worker();
-                            shared.run_jobs();
-                            drop_silently(shared);
-                        });
-                    });
+                    feeder
+                        .with_runners(|shared: Arc<Shared<I::Item, R, F>>| {
+                            jobs.spawn(move |_| {
+                                Pool::Global.mark_worker();
+                                shared.run_jobs();
+                                drop_silently(shared);
+                            });
+                        })
+                        .run_on_own_thread();
                 });
             }));
             Consumer::new(shared, Pool::Global)

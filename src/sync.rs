@@ -51,6 +51,10 @@ mod imp {
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
         }
+        #[cfg_attr(not(lazy_par_map_loom), allow(dead_code))]
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
     }
 
     /// The feeder's end of the FIFO of items not yet started: it alone pushes, each item
@@ -167,6 +171,10 @@ mod imp {
         }
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
+        }
+        #[cfg_attr(not(lazy_par_map_loom), allow(dead_code))]
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
         }
     }
 

@@ -52,8 +52,9 @@
 mod runners;
 mod waits;
 
+use crate::feeding::{Feeding, Timed, Turn};
 use crate::silent::{drop_each_silently, drop_silently, Silent};
-use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Queue};
+use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Queue};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -65,9 +66,6 @@ pub(crate) type Payload = Box<dyn Any + Send + 'static>;
 /// How long the feeder waits for a whole refill's worth of free slots before it refills
 /// whatever is free.
 pub(crate) const HYSTERESIS: Duration = Duration::from_millis(1);
-
-/// The longest timed sleep of a feeder waiting for a free slot.
-const MAX_PATIENCE: Duration = Duration::from_millis(256);
 
 /// A runner's batch should take about this long to run, so that its fixed cost (a steal, a
 /// lock, perhaps a wake-up) is a few percent of it.
@@ -97,14 +95,6 @@ const RUNNER_LINGER: u32 = 0;
 #[cfg(not(lazy_par_map_loom))]
 const CONSUMER_SPIN: u32 = 8;
 
-/// How many times the feeder yields its thread, waiting for a whole refill of free slots,
-/// before it sleeps. Measured on 2 cores (`f` of 2 ns and of 0.2 µs, buffers 256 to 16384):
-/// 0 gave 0.08x / 0.9x / 1.35x sequential on tiny@1024 / small@256 / small@1024, 16 gave
-/// 0.17x / 1.5x / 1.7x, 32 no better.
-#[cfg(not(lazy_par_map_loom))]
-const FEEDER_SPIN: u32 = 16;
-#[cfg(lazy_par_map_loom)]
-const FEEDER_SPIN: u32 = 0;
 #[cfg(lazy_par_map_loom)]
 const CONSUMER_SPIN: u32 = 0;
 
@@ -132,6 +122,49 @@ impl<R> Batch<R> {
     fn drop_silently(self) {
         drop_each_silently(self.results);
         drop_silently(self.panic);
+    }
+}
+
+/// A parked feeder.
+pub(crate) enum Parked {
+    /// A turn of the feeding threads, to submit to them when resumed.
+    Turn(Box<dyn Turn>, Arc<Feeding>),
+    /// A feeder on a thread of its own, asleep on `feeder_cv`.
+    Thread,
+}
+
+/// What to do, once the lock is released, to resume a feeder taken out of the ring.
+#[must_use]
+pub(crate) enum Resume {
+    /// Nothing was parked, or a thread was notified.
+    Nothing,
+    /// Submit this turn.
+    Turn(Box<dyn Turn>, Arc<Feeding>),
+}
+
+impl Resume {
+    /// Submits the turn, if any (with no lock of ours held).
+    pub(crate) fn run(self, timed_out: bool) {
+        if let Resume::Turn(turn, feeding) = self {
+            feeding.submit(turn, timed_out);
+        }
+    }
+}
+
+impl<T, R, F> Timed for Shared<T, R, F>
+where
+    T: Send,
+    R: Send,
+    F: Send + Sync,
+{
+    fn time_out(&self, wait: u64) {
+        let mut ring = self.ring.lock();
+        if ring.wait_id != wait || !matches!(ring.parked, Some(Parked::Turn(..))) {
+            return;
+        }
+        let resume = self.unpark(&mut ring);
+        drop(ring);
+        resume.run(true);
     }
 }
 
@@ -167,8 +200,10 @@ struct Ring<R> {
     end: Option<(End, u64)>,
     /// The consumer sleeps on `consumer_cv`, or its task waits on `waker`.
     consumer_waits: bool,
-    /// The feeder sleeps on `feeder_cv`.
-    feeder_waits: bool,
+    /// The feeder, parked until `wake_feeder_at` (or its timer, or a cancel).
+    parked: Option<Parked>,
+    /// Numbers the feeder's waits, so that a timer acts only on the wait it was set for.
+    wait_id: u64,
     /// The async consumer's waker, when it waits (`stream` feature).
     #[cfg(feature = "stream")]
     waker: Option<std::task::Waker>,
@@ -233,7 +268,7 @@ pub(crate) struct Shared<T, R, F> {
     ring: Mutex<Ring<R>>,
     /// The consumer waits here for results.
     consumer_cv: Condvar,
-    /// The feeder waits here for free slots.
+    /// A feeder on its own thread (the scoped form) sleeps here while parked.
     feeder_cv: Condvar,
     /// Items a runner takes at once under loom, where timing must not steer the model.
     #[cfg(lazy_par_map_loom)]
@@ -278,7 +313,8 @@ impl<T, R, F> Shared<T, R, F> {
                 ready: VecDeque::new(),
                 end: None,
                 consumer_waits: false,
-                feeder_waits: false,
+                parked: None,
+                wait_id: 0,
                 #[cfg(feature = "stream")]
                 waker: None,
             }),
@@ -313,49 +349,93 @@ impl<T, R, F> Shared<T, R, F> {
         self.cap - in_flight
     }
 
-    /// Blocks the feeder until `want` slots are free, or at least one if the consumer does
-    /// not free `want` within the feeder's patience (see the module doc). Returns the free
-    /// slots, or `None` if the adapter was cancelled or stopped meanwhile.
-    #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
-    pub(crate) fn wait_for_slots(&self, taken: u64, want: u64) -> Option<u64> {
-        let started = Instant::now();
-        let mut want = want.clamp(1, self.cap);
-        // A refill's worth of slots is usually a few microseconds away: yield before
-        // sleeping. (One slot at a time means a slow `f` or source: sleep at once.)
-        let target = (taken + want).saturating_sub(self.cap);
-        let spins = if want > 1 { FEEDER_SPIN } else { 0 };
-        for _ in 0..spins {
-            if self.yielded.0.load(Relaxed) >= target || self.is_stopped() {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        let mut patience = HYSTERESIS;
+    /// Parks `turn`, the feeder, in the ring until `want` slots are free (the consumer
+    /// resumes it), or until its timer (after [`HYSTERESIS`], only if `want > 1`: a consumer
+    /// that pauses midway still gets what it freed refilled). Gives `turn` back if the slots
+    /// are free already or the adapter has stopped: the feeder runs on.
+    pub(crate) fn park<P>(
+        self: &Arc<Self>,
+        taken: u64,
+        want: u64,
+        turn: Box<P>,
+        feeding: &Arc<Feeding>,
+    ) -> Result<(), Box<P>>
+    where
+        P: Turn + 'static,
+        Self: Timed + 'static,
+    {
         let mut ring = self.ring.lock();
-        let free = loop {
-            if self.is_stopped() {
-                break None;
-            }
-            let target = (taken + want).saturating_sub(self.cap);
-            self.wake_feeder_at.0.store(target, SeqCst);
-            let yielded = self.yielded.0.load(SeqCst);
-            if yielded >= target {
-                break Some(self.cap - (taken - yielded));
-            }
-            ring.feeder_waits = true;
-            if self.feeder_cv.wait_for(&mut ring, patience) {
-                // The consumer is slow or paused: refill what it freed, then follow it
-                // slot by slot.
-                want = 1;
-                patience = (patience * 2).min(MAX_PATIENCE);
-            }
-        };
-        ring.feeder_waits = false;
-        self.wake_feeder_at.0.store(u64::MAX, SeqCst);
+        if self.ready_to_feed(taken, want) {
+            return Err(turn);
+        }
+        ring.parked = Some(Parked::Turn(turn, Arc::clone(feeding)));
+        ring.wait_id += 1;
+        let wait = ring.wait_id;
         drop(ring);
-        let waited = started.elapsed().as_nanos() as u64;
-        self.feeder_wait_nanos.fetch_add(waited, Relaxed);
-        free
+        #[cfg(not(lazy_par_map_loom))]
+        if want > 1 {
+            let me: std::sync::Weak<dyn Timed> = Arc::downgrade(self) as _;
+            feeding.add_timer(Instant::now() + HYSTERESIS, (me, wait));
+        }
+        #[cfg(lazy_par_map_loom)]
+        let _ = wait;
+        Ok(())
+    }
+
+    /// [`Shared::park`] for a feeder on a thread of its own (the scoped form): sleeps on
+    /// `feeder_cv` until resumed, or [`HYSTERESIS`] if `want > 1`. Returns `true` if it
+    /// timed out.
+    pub(crate) fn park_thread(&self, taken: u64, want: u64) -> bool {
+        let mut ring = self.ring.lock();
+        if self.ready_to_feed(taken, want) {
+            return false;
+        }
+        ring.parked = Some(Parked::Thread);
+        let mut timed_out = false;
+        while ring.parked.is_some() {
+            if want > 1 {
+                timed_out = self.feeder_cv.wait_for(&mut ring, HYSTERESIS);
+                if timed_out {
+                    ring.parked = None;
+                    self.wake_feeder_at.0.store(u64::MAX, Relaxed);
+                }
+            } else {
+                self.feeder_cv.wait(&mut ring);
+            }
+        }
+        timed_out
+    }
+
+    /// With the lock held, before the feeder parks: whether it should rather run on (the
+    /// `want` slots are free, or the adapter stopped). If not, `wake_feeder_at` is set:
+    /// the consumer's fence and this one make sure that either this load sees its count or
+    /// its load sees the target (the store-load race of the module doc, closed).
+    fn ready_to_feed(&self, taken: u64, want: u64) -> bool {
+        if self.is_stopped() {
+            return true;
+        }
+        let target = (taken + want.clamp(1, self.cap)).saturating_sub(self.cap);
+        self.wake_feeder_at.0.store(target, Relaxed);
+        fence(SeqCst);
+        let ready = self.yielded.0.load(Relaxed) >= target || self.is_stopped();
+        if ready {
+            self.wake_feeder_at.0.store(u64::MAX, Relaxed);
+        }
+        ready
+    }
+
+    /// With the lock held: takes the parked feeder out, to resume once the lock is
+    /// released ([`Resume::run`]).
+    fn unpark(&self, ring: &mut Ring<R>) -> Resume {
+        self.wake_feeder_at.0.store(u64::MAX, Relaxed);
+        match ring.parked.take() {
+            Some(Parked::Turn(turn, feeding)) => Resume::Turn(turn, feeding),
+            Some(Parked::Thread) => {
+                self.feeder_cv.notify_one();
+                Resume::Nothing
+            }
+            None => Resume::Nothing,
+        }
     }
 
     /// After the feeder pushed an item: makes sure someone will run it. Returns `true` if

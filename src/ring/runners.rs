@@ -167,7 +167,6 @@ where
         }
         batch.covered += covered;
         let ran = batch.results.len() - before;
-        let mut first_measure = false;
         if let (Some(started), true) = (started, ran > 0) {
             let per_item = started.elapsed().as_nanos() as u64 / ran as u64;
             let old = self.f_nanos.load(Relaxed);
@@ -177,15 +176,9 @@ where
                 (old * 3 + per_item) / 4
             };
             self.f_nanos.store(new.max(1), Relaxed);
-            first_measure = old == 0;
         }
         if batch.panic.is_some() || batch.results.len() >= limit {
             self.deliver(held);
-        }
-        if first_measure {
-            // The feeder may be sizing its refills by this first measure; the consumer,
-            // woken by `deliver`, goes first.
-            self.wake_feeder();
         }
     }
 }

@@ -1,45 +1,48 @@
 //! The consumer's side of the ring: publishing its count, taking batches, waiting (and
 //! helping, on a rayon worker), the async take, and cancel.
 
-use super::{Batch, Next, Ring, Shared, CONSUMER_SPIN, HELP_POLL};
+use super::{Batch, Next, Resume, Ring, Shared, CONSUMER_SPIN, HELP_POLL};
 use crate::mapper::MapFn;
 use crate::pool::Place;
 use crate::silent::drop_silently;
+use crate::sync::fence;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 #[cfg(feature = "stream")]
 use std::time::Duration;
 use std::time::Instant;
 
 impl<T, R, F> Shared<T, R, F> {
-    /// Publishes that the consumer has returned `yielded` items, waking the feeder if it
-    /// waits for them. A plain store and a load; no lock unless the feeder sleeps.
+    /// Publishes that the consumer has returned `yielded` items, resuming the feeder if it
+    /// is parked until then. A store, a fence and a load; no lock unless the feeder waits.
+    /// The fence pairs with the feeder's in `ready_to_feed`: a feeder that parks just as
+    /// the consumer passes its target is always seen by one side (module doc).
     #[inline]
     pub(crate) fn publish_yielded(&self, yielded: u64) {
         self.yielded.0.store(yielded, Release);
+        fence(SeqCst);
         if yielded >= self.wake_feeder_at.0.load(Relaxed) {
             self.wake_feeder();
         }
     }
 
-    /// Called with the lock held before the consumer sleeps: if the feeder sleeps on slots
-    /// the consumer has freed (the store-load race in the module doc), wake it now, so the
-    /// two never sleep on each other.
-    fn nudge_feeder(&self, ring: &mut Ring<R>) {
-        if ring.feeder_waits && self.yielded.0.load(Relaxed) >= self.wake_feeder_at.0.load(SeqCst) {
-            ring.feeder_waits = false;
-            self.wake_feeder_at.0.store(u64::MAX, SeqCst);
-            self.feeder_cv.notify_one();
+    /// Called with the lock held before the consumer waits: if the feeder is parked on
+    /// slots the consumer has freed, resume it once the lock is released.
+    fn nudge_feeder(&self, ring: &mut Ring<R>) -> Resume {
+        if ring.parked.is_some()
+            && self.yielded.0.load(Relaxed) >= self.wake_feeder_at.0.load(Relaxed)
+        {
+            self.unpark(ring)
+        } else {
+            Resume::Nothing
         }
     }
 
     #[cold]
     pub(super) fn wake_feeder(&self) {
         let mut ring = self.ring.lock();
-        self.wake_feeder_at.0.store(u64::MAX, SeqCst);
-        if ring.feeder_waits {
-            ring.feeder_waits = false;
-            self.feeder_cv.notify_one();
-        }
+        let resume = self.unpark(&mut ring);
+        drop(ring);
+        resume.run(false);
     }
 
     /// Takes the next finished batch without waiting (the consumer's only way to look).
@@ -84,8 +87,9 @@ impl<T, R, F> Shared<T, R, F> {
             if !on_worker && spins < CONSUMER_SPIN && deadline.is_none() {
                 // A batch is usually a few microseconds from done: yield rather than sleep.
                 spins += 1;
-                self.nudge_feeder(&mut ring);
+                let resume = self.nudge_feeder(&mut ring);
                 drop(ring);
+                resume.run(false);
                 std::thread::yield_now();
                 continue;
             }
@@ -111,7 +115,11 @@ impl<T, R, F> Shared<T, R, F> {
                 (None, true) => Some(HELP_POLL),
                 (timeout, false) => timeout,
             };
-            self.nudge_feeder(&mut ring);
+            if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+                drop(ring);
+                feeding.submit(turn, false);
+                continue;
+            }
             ring.consumer_waits = true;
             match timeout {
                 Some(timeout) => {
@@ -202,7 +210,13 @@ impl<T, R, F> Shared<T, R, F> {
                 return Some(next);
             }
         }
-        self.nudge_feeder(&mut ring);
+        if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+            // Resume it with no lock held, then look again.
+            drop(ring);
+            drop(fresh);
+            feeding.submit(turn, false);
+            return self.poll_batch(waker, place);
+        }
         ring.consumer_waits = true;
         let old = match fresh {
             Some(fresh) => ring.waker.replace(fresh),
@@ -233,8 +247,12 @@ impl<T, R, F> Shared<T, R, F> {
                 Help::Idle(ring) => ring,
             };
             let left = deadline.checked_duration_since(Instant::now())?;
+            if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+                drop(ring);
+                feeding.submit(turn, false);
+                continue;
+            }
             ring.consumer_waits = true;
-            self.nudge_feeder(&mut ring);
             self.consumer_cv.wait_for(&mut ring, left);
             ring.consumer_waits = false;
             self.stop_helping();
@@ -251,12 +269,10 @@ impl<T, R, F> Shared<T, R, F> {
     /// finished results are dropped (here, outside the lock, silently). Idempotent.
     pub(crate) fn cancel(&self) {
         self.flags.0.cancelled.store(true, SeqCst);
-        let (done, ready, waker) = {
+        let (done, ready, waker, resume) = {
             let mut ring = self.ring.lock();
-            if ring.feeder_waits {
-                ring.feeder_waits = false;
-                self.feeder_cv.notify_one();
-            }
+            // A parked feeder is resumed to end: it drops the source on its own thread.
+            let resume = self.unpark(&mut ring);
             #[cfg(feature = "stream")]
             let waker = ring.waker.take();
             #[cfg(not(feature = "stream"))]
@@ -265,8 +281,10 @@ impl<T, R, F> Shared<T, R, F> {
                 std::mem::take(&mut ring.done),
                 std::mem::take(&mut ring.ready),
                 waker,
+                resume,
             )
         };
+        resume.run(false);
         done.into_values()
             .chain(ready)
             .for_each(Batch::drop_silently);
