@@ -27,9 +27,21 @@
 //! - no deadlock: a watchdog ends the process if a case runs over [`CASE_LIMIT`];
 //! - no thread left behind: the process's thread count returns to its baseline.
 //!
+//! A second test runs the **many live adapters** shape: each case builds hundreds to a few
+//! thousand adapters at once (300..=3000 in release builds, 50..=400 in debug builds),
+//! half of them started at once, with random buffers (mostly small), sources of a few to a
+//! few hundred items or endless, and consumes them round-robin on one thread: a few items
+//! from each in turn, now and then a long run, some adapters paused for a few passes (they
+//! must fill up and wait), some dropped mid-stream, some whose source blocks for up to
+//! 20 ms, some panicking in `f` or in the source. Every adapter is checked by the rules
+//! above, and the thread count returns to its baseline at the end. The two tests run one
+//! at a time (each counts the process's threads).
+//!
 //! `LPM_STRESS_CASES=n` sets the number of cases; `LPM_STRESS_SEED=s` the first seed (case
-//! `k` uses seed `s + k`, and a failure prints it). `LPM_STRESS_TRACE=1` prints each case to
-//! stderr before it runs, for a failure (an abort) that ends the process before any report.
+//! `k` uses seed `s + k`, and a failure prints it). `LPM_STRESS_MANY_CASES=n` sets the
+//! number of many-adapters cases (by default one per thousand cases, at least one), which
+//! take their seeds the same way. `LPM_STRESS_TRACE=1` prints each case to stderr before it
+//! runs, for a failure (an abort) that ends the process before any report.
 
 use lazy_par_map::prelude::*;
 use lazy_par_map::LazyParMap;
@@ -37,7 +49,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Cases run without `LPM_STRESS_CASES`: about 30 s on two cores, release or debug.
@@ -139,6 +151,9 @@ struct Case {
     /// At these pulls (after a fast warm-up) the source blocks until the consumer has
     /// every item before (or has stopped).
     stalls: Vec<usize>,
+    /// At this pull the source sleeps this many milliseconds: a source blocked for a
+    /// while, whatever the consumer does (many-adapters cases only).
+    block: Option<(usize, u64)>,
     /// Some results that the adapter drops (the consumer's are defused) panic in `Drop`.
     bombs: bool,
     /// The consumer polls the adapter as a `Stream` on the only worker of the one-thread
@@ -191,6 +206,7 @@ impl Case {
             install: rng.chance(25),
             unordered,
             stalls: Vec::new(),
+            block: None,
             bombs: false,
             stream: false,
             init: false,
@@ -376,6 +392,11 @@ impl Iterator for Source {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+        if let Some((at, millis)) = self.case.block {
+            if at == index {
+                std::thread::sleep(Duration::from_millis(millis));
+            }
+        }
         self.case.source_latency.apply(self.case.seed, 1, index);
         if self.case.source_panic_at == Some(index) {
             panic_any(format!("{STRESS_PANIC} source panics at {index}"));
@@ -395,25 +416,7 @@ impl Iterator for Source {
 
 fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
     let probe = Arc::new(Probe::default());
-    let source = Source {
-        case: case.clone(),
-        next: 0,
-        probe: Arc::clone(&probe),
-        _gone: DropFlag(Arc::clone(&probe), |p| &p.source_gone),
-    };
-    let f = {
-        let (case, probe) = (case.clone(), Arc::clone(&probe));
-        let gone = DropFlag(Arc::clone(&probe), |p| &p.f_gone);
-        move |input: Input| {
-            let _gone = &gone;
-            case.f_latency.apply(case.seed, 2, input.index);
-            if case.f_panic_at == Some(input.index) {
-                panic_any(format!("{STRESS_PANIC} f panics at {}", input.index));
-            }
-            let bomb = case.bombs && mix(case.seed ^ 0xb0b ^ input.index as u64) % 4 == 0;
-            Output::new(&probe, input.index, value(input.index as u64), bomb)
-        }
-    };
+    let (source, f) = parts(case, &probe);
     let pool = &pools[case.pool];
     if case.init {
         // The state is a flag: set while a call uses it, so a shared state shows at once.
@@ -433,6 +436,33 @@ fn run_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Outcome {
         let adapter = configure(source.lazy_par_map(f).pool(Arc::clone(pool)), case);
         run_consumer(adapter, case, &probe, pool)
     }
+}
+
+/// The case's source and `f`, reporting to `probe`.
+fn parts(
+    case: &Case,
+    probe: &Arc<Probe>,
+) -> (Source, impl Fn(Input) -> Output + Send + Sync + 'static) {
+    let source = Source {
+        case: case.clone(),
+        next: 0,
+        probe: Arc::clone(probe),
+        _gone: DropFlag(Arc::clone(probe), |p| &p.source_gone),
+    };
+    let f = {
+        let (case, probe) = (case.clone(), Arc::clone(probe));
+        let gone = DropFlag(Arc::clone(&probe), |p| &p.f_gone);
+        move |input: Input| {
+            let _gone = &gone;
+            case.f_latency.apply(case.seed, 2, input.index);
+            if case.f_panic_at == Some(input.index) {
+                panic_any(format!("{STRESS_PANIC} f panics at {}", input.index));
+            }
+            let bomb = case.bombs && mix(case.seed ^ 0xb0b ^ input.index as u64) % 4 == 0;
+            Output::new(&probe, input.index, value(input.index as u64), bomb)
+        }
+    };
+    (source, f)
 }
 
 /// The case's buffer and order.
@@ -568,7 +598,11 @@ fn payload_text(payload: &(dyn Any + Send)) -> Option<&str> {
 
 /// Checks every rule for one case; `Err` says which was broken.
 fn check_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Result<(), String> {
-    let outcome = run_case(case, pools);
+    check_outcome(case, run_case(case, pools))
+}
+
+/// Checks every rule against what the consumer of `case` saw; `Err` says which was broken.
+fn check_outcome(case: &Case, outcome: Outcome) -> Result<(), String> {
     let (expected, payload) = case.expected();
     if let Some(&(index, v)) = outcome.got.iter().find(|&&(i, v)| v != value(i as u64)) {
         return Err(format!(
@@ -667,6 +701,240 @@ fn check_case(case: &Case, pools: &[Arc<rayon::ThreadPool>]) -> Result<(), Strin
     Ok(())
 }
 
+// ---- many live adapters at once ---------------------------------------------------------
+
+/// Adapters alive at once in a many-adapters case, at least and at most: fewer in debug
+/// builds, so that `cargo test` stays fast.
+const MANY_ADAPTERS: (u64, u64) = if cfg!(debug_assertions) {
+    (50, 400)
+} else {
+    (300, 3_000)
+};
+/// About how many items the adapters of a many-adapters case share.
+const MANY_ITEMS: u64 = if cfg!(debug_assertions) {
+    4_000
+} else {
+    40_000
+};
+
+impl Case {
+    /// One adapter of a many-adapters case: ordered, on one of the pools, consumed on the
+    /// test thread; sometimes dropped mid-stream, panicking in `f` or in the source, or with
+    /// a source that blocks for a while. No stalls that wait for the consumer: it may pause
+    /// this adapter for longer than a stall may last.
+    fn draw_live(seed: u64, pools: usize, mean_len: u64) -> Self {
+        let mut rng = Rng(seed);
+        // Mostly small buffers, so that most adapters stay live, not fed to their end.
+        let buffer = match rng.below(100) {
+            0..=4 => None,
+            5..=64 => Some(1 + rng.below(8) as usize),
+            _ => Some(1 + rng.below(64) as usize),
+        };
+        let endless = buffer.is_some() && rng.chance(8);
+        let len = (!endless).then(|| rng.below(2 * mean_len + 1) as usize);
+        let span = len.unwrap_or(2 * mean_len as usize) as u64 + 1;
+        let drop_at = (endless || rng.chance(20)).then(|| rng.below(span) as usize);
+        let f_panic_at = rng.chance(12).then(|| rng.below(span) as usize);
+        let source_panic_at = rng.chance(6).then(|| rng.below(span) as usize);
+        let block = rng
+            .chance(6)
+            .then(|| (rng.below(span) as usize, 1 + rng.below(20)));
+        let bombs = drop_at.is_some() && rng.chance(15);
+        Case {
+            seed,
+            buffer,
+            pool: rng.below(pools as u64) as usize,
+            len,
+            drop_at,
+            f_panic_at,
+            source_panic_at,
+            source_latency: Latency::draw(&mut rng),
+            f_latency: Latency::draw(&mut rng),
+            consumer_latency: Latency::draw(&mut rng),
+            install: false,
+            unordered: false,
+            stalls: Vec::new(),
+            block,
+            bombs,
+            stream: false,
+            init: false,
+        }
+    }
+}
+
+/// A many-adapters case: hundreds to thousands of adapters built together (half of them
+/// started at once), consumed round-robin by one consumer that takes a few items from
+/// each in turn (now and then a long run), pauses some for a few passes, and drops some
+/// mid-stream.
+struct ManyCase {
+    seed: u64,
+    adapters: Vec<Case>,
+}
+
+impl ManyCase {
+    fn draw(seed: u64, pools: usize) -> Self {
+        let mut rng = Rng(seed);
+        let (least, most) = MANY_ADAPTERS;
+        let count = least + rng.below(most - least + 1);
+        let mean_len = (MANY_ITEMS / count).max(1);
+        let base = rng.next();
+        let adapters = (0..count)
+            .map(|j| Case::draw_live(base.wrapping_add(j), pools, mean_len))
+            .collect();
+        ManyCase { seed, adapters }
+    }
+}
+
+/// One adapter of a many-adapters case as the consumer keeps it: the adapter until it
+/// ends, and what the consumer saw of it.
+struct Live {
+    adapter: Option<Box<dyn Iterator<Item = Output>>>,
+    outcome: Outcome,
+    /// The consumer leaves the adapter alone until this pass.
+    paused_until: u64,
+}
+
+impl Live {
+    /// Takes up to `want` items; at the case's drop point, the adapter's end or its panic,
+    /// the consumer stops and drops the adapter.
+    fn visit(&mut self, case: &Case, want: u64) {
+        let Some(adapter) = self.adapter.as_mut() else {
+            return;
+        };
+        let outcome = &mut self.outcome;
+        let probe = &outcome.probe;
+        let mut ended = false;
+        for _ in 0..want {
+            if case.drop_at == Some(outcome.got.len()) {
+                ended = true;
+                break;
+            }
+            probe.in_next.store(true, SeqCst);
+            let result = catch_unwind(AssertUnwindSafe(|| adapter.next()));
+            if let Ok(Some(_)) = result {
+                probe.returned.fetch_add(1, SeqCst);
+            }
+            probe.in_next.store(false, SeqCst);
+            match result {
+                Ok(Some(mut output)) => {
+                    output.bomb = false;
+                    outcome.got.push((output.index, output.value));
+                }
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(payload) => {
+                    outcome.panic = Some(payload);
+                    let again = catch_unwind(AssertUnwindSafe(|| adapter.next()));
+                    outcome.after_panic = Some(match again {
+                        Ok(output) => Ok(output.map(|mut output| {
+                            output.bomb = false;
+                            output.index
+                        })),
+                        Err(payload) => Err(payload_text(&*payload).map(str::to_owned)),
+                    });
+                    ended = true;
+                    break;
+                }
+            }
+            case.consumer_latency.apply(case.seed, 3, outcome.got.len());
+        }
+        if ended {
+            self.finish();
+        }
+    }
+
+    /// Drops the adapter, timing the drop.
+    fn finish(&mut self) {
+        let outcome = &mut self.outcome;
+        outcome.probe.consumer_done.store(true, SeqCst);
+        let adapter = self.adapter.take();
+        let started = Instant::now();
+        outcome.drop_panic = catch_unwind(AssertUnwindSafe(move || drop(adapter)))
+            .err()
+            .map(|payload| payload_text(&*payload).map(str::to_owned));
+        outcome.drop_took = started.elapsed();
+        outcome.pulls_at_drop = outcome.probe.pulls.load(SeqCst);
+    }
+}
+
+/// Figures of one many-adapters case, for the summary.
+#[derive(Default)]
+struct ManyFigures {
+    started: usize,
+    pauses: usize,
+    peak_threads: usize,
+}
+
+/// Builds every adapter of `many`, consumes them round-robin, and returns what the
+/// consumer saw of each, in the order of `many.adapters`.
+fn run_many(many: &ManyCase, pools: &[Arc<rayon::ThreadPool>]) -> (Vec<Outcome>, ManyFigures) {
+    let mut rng = Rng(mix(many.seed ^ 0xc0_a5));
+    let mut figures = ManyFigures::default();
+    let mut lives: Vec<Live> = many
+        .adapters
+        .iter()
+        .map(|case| {
+            let probe = Arc::new(Probe::default());
+            let (source, f) = parts(case, &probe);
+            let adapter = configure(
+                source.lazy_par_map(f).pool(Arc::clone(&pools[case.pool])),
+                case,
+            );
+            let adapter = if rng.chance(50) {
+                figures.started += 1;
+                adapter.start()
+            } else {
+                adapter
+            };
+            Live {
+                adapter: Some(Box::new(adapter)),
+                outcome: Outcome {
+                    got: Vec::new(),
+                    panic: None,
+                    after_panic: None,
+                    drop_panic: None,
+                    drop_took: Duration::ZERO,
+                    pulls_at_drop: 0,
+                    probe,
+                },
+                paused_until: 0,
+            }
+        })
+        .collect();
+    let (mut pass, mut visits, mut live) = (0, 0u64, lives.len());
+    while live > 0 {
+        for (state, case) in lives.iter_mut().zip(&many.adapters) {
+            if state.adapter.is_none() || state.paused_until > pass {
+                continue;
+            }
+            if rng.chance(8) {
+                // The consumer leaves this one for a while: it must fill up and wait.
+                state.paused_until = pass + 1 + rng.below(10);
+                figures.pauses += 1;
+                continue;
+            }
+            let want = if rng.chance(5) {
+                1 + rng.below(64)
+            } else {
+                1 + rng.below(4)
+            };
+            state.visit(case, want);
+            live -= usize::from(state.adapter.is_none());
+            visits += 1;
+            if visits % 256 == 0 {
+                figures.peak_threads = figures.peak_threads.max(thread_count());
+            }
+        }
+        pass += 1;
+    }
+    (
+        lives.into_iter().map(|state| state.outcome).collect(),
+        figures,
+    )
+}
+
 // ---- the harness -------------------------------------------------------------------------
 
 fn thread_count() -> usize {
@@ -693,7 +961,13 @@ fn settle_threads(baseline: usize, limit: Duration) -> usize {
 /// The case under way, for the watchdog.
 static CURRENT: Mutex<Option<(Instant, String)>> = Mutex::new(None);
 
+/// Starts (once per process) the thread that ends the process if a case runs too long.
 fn start_watchdog() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(spawn_watchdog);
+}
+
+fn spawn_watchdog() {
     std::thread::Builder::new()
         .name("stress-watchdog".into())
         .spawn(|| loop {
@@ -709,12 +983,43 @@ fn start_watchdog() {
 }
 
 fn quiet_stress_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !payload_text(info.payload()).is_some_and(|m| m.starts_with(STRESS_PANIC)) {
-            default(info);
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !payload_text(info.payload()).is_some_and(|m| m.starts_with(STRESS_PANIC)) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// The pools the cases map on (1..=8 threads), built once per process with every thread
+/// up, so that the baselines count them.
+fn pools() -> &'static [Arc<rayon::ThreadPool>] {
+    static POOLS: OnceLock<Vec<Arc<rayon::ThreadPool>>> = OnceLock::new();
+    POOLS.get_or_init(|| {
+        let pools: Vec<Arc<rayon::ThreadPool>> = (1..=8)
+            .map(|threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(move |i| format!("stress-{threads}-{i}"))
+                    .build()
+                    .unwrap();
+                Arc::new(pool)
+            })
+            .collect();
+        for pool in &pools {
+            pool.broadcast(|_| ());
         }
-    }));
+        pools
+    })
+}
+
+/// The stress tests of this binary run one at a time: each counts the process's threads.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -731,21 +1036,10 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
     let cases = env_u64("LPM_STRESS_CASES").unwrap_or(DEFAULT_CASES);
     let first_seed = env_u64("LPM_STRESS_SEED").unwrap_or(0x5eed);
     let trace = std::env::var_os("LPM_STRESS_TRACE").is_some();
+    let _one = one_at_a_time();
     quiet_stress_panics();
-    let pools: Vec<Arc<rayon::ThreadPool>> = (1..=8)
-        .map(|threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(move |i| format!("stress-{threads}-{i}"))
-                .build()
-                .unwrap();
-            Arc::new(pool)
-        })
-        .collect();
     // Every pool's threads are up before the baseline is read.
-    for pool in &pools {
-        pool.broadcast(|_| ());
-    }
+    let pools = pools();
     start_watchdog();
     let baseline = thread_count();
     let started = Instant::now();
@@ -758,7 +1052,7 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
             // An abort ends the process before any report: the last line names the case.
             eprintln!("stress: case {k}: {case:?}");
         }
-        if let Err(broken) = check_case(&case, &pools) {
+        if let Err(broken) = check_case(&case, pools) {
             panic!(
                 "case {k} (LPM_STRESS_SEED={}): {broken}\n{case:?}",
                 case.seed
@@ -790,6 +1084,62 @@ fn random_cases_match_sequential_map_and_keep_the_contract() {
          blocking source, {bombed} with panicking drops, {streamed} as a Stream, {inited} \
          with per-thread state) in {:.1?}; \
          threads back to {now}",
+        started.elapsed()
+    );
+}
+
+/// The many-adapters shape: each case runs hundreds to thousands of adapters at once (see
+/// [`ManyCase`]). `LPM_STRESS_MANY_CASES=n` sets the number of cases (by default one per
+/// thousand of `LPM_STRESS_CASES`, at least one); case `k` uses seed `LPM_STRESS_SEED + k`
+/// (the same seed draws fewer adapters in a debug build).
+#[test]
+fn many_live_adapters_at_once_match_sequential_map_and_keep_the_contract() {
+    let cases = env_u64("LPM_STRESS_MANY_CASES")
+        .unwrap_or_else(|| (env_u64("LPM_STRESS_CASES").unwrap_or(DEFAULT_CASES) / 1_000).max(1));
+    let first_seed = env_u64("LPM_STRESS_SEED").unwrap_or(0x5eed);
+    let trace = std::env::var_os("LPM_STRESS_TRACE").is_some();
+    let _one = one_at_a_time();
+    quiet_stress_panics();
+    let pools = pools();
+    start_watchdog();
+    let baseline = thread_count();
+    let started = Instant::now();
+    let (mut adapters, mut most, mut items, mut panicked) = (0, 0, 0, 0);
+    let (mut dropped, mut blocked, mut at_once, mut pauses, mut peak) = (0, 0, 0, 0, 0);
+    for k in 0..cases {
+        let seed = first_seed.wrapping_add(k);
+        let many = ManyCase::draw(seed, pools.len());
+        let count = many.adapters.len();
+        let what = format!("many-adapters case {k} (LPM_STRESS_SEED={seed}), {count} adapters");
+        *CURRENT.lock().unwrap() = Some((Instant::now(), what.clone()));
+        if trace {
+            eprintln!("stress: {what}");
+        }
+        let (outcomes, figures) = run_many(&many, pools);
+        for (j, (case, outcome)) in many.adapters.iter().zip(outcomes).enumerate() {
+            if let Err(broken) = check_outcome(case, outcome) {
+                panic!("{what}, adapter {j}: {broken}\n{case:?}");
+            }
+            let (expected, payload) = case.expected();
+            items += expected.len();
+            panicked += usize::from(payload.is_some());
+            dropped += usize::from(case.drop_at.is_some());
+            blocked += usize::from(case.block.is_some());
+        }
+        adapters += count;
+        most = most.max(count);
+        at_once += figures.started;
+        pauses += figures.pauses;
+        peak = peak.max(figures.peak_threads);
+    }
+    *CURRENT.lock().unwrap() = None;
+    let now = settle_threads(baseline, SETTLE_LIMIT);
+    assert!(now <= baseline, "{now} threads left, baseline {baseline}");
+    println!(
+        "stress: {cases} many-adapters cases ({adapters} adapters, up to {most} in one case, \
+         {at_once} started at once; {items} items yielded; {panicked} ending in a panic, \
+         {dropped} dropped early, {blocked} with a source that blocks for a while, {pauses} \
+         pauses) in {:.1?}; peak {peak} threads, baseline {baseline}; threads back to {now}",
         started.elapsed()
     );
 }

@@ -562,6 +562,19 @@ pub fn is_child(test: &str) -> bool {
 /// child is killed if it runs past [`LIMIT_SECS`].
 #[track_caller]
 pub fn in_child(test: &str) {
+    run_child(test);
+}
+
+/// Like [`in_child`], and prints what the child wrote to stderr (its figures) when it
+/// succeeds too; run with `--nocapture` to see them.
+#[track_caller]
+pub fn in_child_echoed(test: &str) {
+    eprint!("{}", run_child(test));
+}
+
+/// Runs `test` in a child process (see [`in_child`]); returns its stderr if it succeeds.
+#[track_caller]
+fn run_child(test: &str) -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut child = std::process::Command::new(exe)
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
@@ -594,7 +607,7 @@ pub fn in_child(test: &str) {
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
     match status {
-        Some(status) if status.success() => {}
+        Some(status) if status.success() => stderr,
         Some(status) => panic!("the child process running {test} ended with {status}:\n{tail}"),
         None => panic!("the child process running {test} hung for {LIMIT_SECS} s:\n{tail}"),
     }
