@@ -281,7 +281,7 @@ where
     I: Iterator,
 {
     feeder: Feeder<I, R, F, S>,
-    feeding: Arc<Feeding>,
+    feeding: std::sync::Arc<Feeding>,
 }
 
 impl<I, R, F, S> Turns<I, R, F, S>
@@ -293,10 +293,10 @@ where
     S: Fn(Arc<Shared<I::Item, R, F>>) + Send + 'static,
 {
     /// Submits the feeder's first turn to `feeding`.
-    pub(crate) fn start(feeder: Feeder<I, R, F, S>, feeding: &Arc<Feeding>) {
+    pub(crate) fn start(feeder: Feeder<I, R, F, S>, feeding: &std::sync::Arc<Feeding>) {
         let turns = Turns {
             feeder,
-            feeding: Arc::clone(feeding),
+            feeding: std::sync::Arc::clone(feeding),
         };
         feeding.submit(Box::new(turns), false);
     }
@@ -313,7 +313,7 @@ where
     /// One turn on a feeding thread: feeds, then parks in the ring (the thread goes back to
     /// the queue), or ends (the source is dropped here, on the feeding thread).
     fn resume(mut self: Box<Self>, mut timed_out: bool) -> bool {
-        let feeding = Arc::clone(&self.feeding);
+        let feeding = std::sync::Arc::clone(&self.feeding);
         loop {
             let Some(want) = self.feeder.turn(timed_out) else {
                 return false;
@@ -321,7 +321,7 @@ where
             timed_out = false;
             feeding.will_return();
             let shared = Arc::clone(&self.feeder.shared);
-            match shared.park(self.feeder.taken, want, self, &feeding) {
+            match Shared::park(&shared, self.feeder.taken, want, self, &feeding) {
                 Ok(()) => return true,
                 Err(back) => {
                     feeding.wont_return();

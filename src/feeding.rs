@@ -22,14 +22,28 @@
 //! thread sleeps until the next timer is due; a thread is spawned for a timer if none is
 //! idle.
 
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
+// The set itself is shared through std's `Arc` even under loom (loom's cannot be a `self`
+// type); its lock and condition variable are loom's there.
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a feeding thread with nothing to do waits before it exits. A program that
 /// starts an adapter less often than this pays one thread spawn (~70 µs on a small VM)
 /// per adapter; one that starts them more often reuses the threads.
 const KEEP_ALIVE: Duration = Duration::from_millis(500);
+
+/// Feeding threads spawned as soon as a turn finds every thread busy. Beyond this many, the
+/// last free thread holds back for up to [`STALL`] before it takes a turn while all others
+/// are busy: quick turns of many live adapters then share a few threads instead of
+/// spawning one each, and sources blocked in `next()` still get a thread per source, each
+/// after at most `STALL`.
+const FREE_THREADS: usize = 4;
+
+/// How long the queue may go without a turn taken, with [`FREE_THREADS`] or more busy,
+/// before the last free thread takes one and another thread is spawned.
+const STALL: Duration = Duration::from_micros(250);
 
 /// How many times a feeding thread that ran out of turns yields before it sleeps. Measured
 /// on 2 cores with the one-thread-per-adapter engine, whose feeder yielded as often while
@@ -68,13 +82,18 @@ pub(crate) struct Feeding {
     handles: loom::sync::Mutex<Vec<loom::thread::JoinHandle<()>>>,
 }
 
+/// A turn waiting for a thread, and whether its timer resumed it.
+type Queued = (Box<dyn Turn>, bool);
+
 struct State {
     /// Turns waiting for a thread, oldest first.
-    queue: VecDeque<(Box<dyn Turn>, bool)>,
+    queue: VecDeque<Queued>,
     /// Due times of the feeders' timers, with a tie-breaking number.
     timers: BTreeMap<(Instant, u64), Timer>,
     /// The next timer's tie-breaking number.
     timer_id: u64,
+    /// When a thread last took a turn from the queue.
+    last_taken: Instant,
     /// Threads alive.
     threads: usize,
     /// Threads asleep on `work`.
@@ -100,6 +119,7 @@ impl Feeding {
                 queue: VecDeque::new(),
                 timers: BTreeMap::new(),
                 timer_id: 0,
+                last_taken: Instant::now(),
                 threads: 0,
                 idle: 0,
                 spinning: 0,
@@ -120,6 +140,12 @@ impl Feeding {
     pub(crate) fn global() -> &'static Arc<Feeding> {
         static GLOBAL: std::sync::OnceLock<Arc<Feeding>> = std::sync::OnceLock::new();
         GLOBAL.get_or_init(|| Arc::new(Feeding::new()))
+    }
+
+    /// Under loom every model has a set of its own (`loom_model::start`).
+    #[cfg(lazy_par_map_loom)]
+    pub(crate) fn global() -> &'static Arc<Feeding> {
+        unreachable!("loom models start adapters through `loom_model::start`")
     }
 
     /// Queues `turn` for a feeding thread: one that spins or sleeps takes it, else a new
@@ -161,14 +187,12 @@ impl Feeding {
         let earliest = state.timers.keys().next().is_none_or(|&(t, _)| due < t);
         state.timers.insert((due, id), adapter);
         // A sleeping thread sleeps until the earliest timer: this one is earlier.
-        let need = match earliest && state.spinning == 0 {
+        // (A thread coming back from a turn, usually the one calling, will see it.)
+        let free = state.spinning + state.returning + usize::from(state.spawning);
+        let need = match earliest && free == 0 {
             true if state.idle > 0 => Need::Wake,
-            true if state.threads == 0 && !state.spawning => {
-                state.spawning = true;
-                state.threads += 1;
-                Need::Spawn
-            }
-            _ => Need::Nothing,
+            true => Need::spawn(&mut state),
+            false => Need::Nothing,
         };
         drop(state);
         self.provide(need);
@@ -204,9 +228,30 @@ impl Feeding {
         state.spawning = false;
         let mut idle_since = Instant::now();
         loop {
-            if let Some((turn, timed_out)) = state.queue.pop_front() {
-                // More turns queued: find them threads too, in case this one blocks.
-                let need = Need::of(&mut state);
+            if !state.queue.is_empty() {
+                // The last free thread of many holds back while the others take turns, so
+                // that a burst of quick turns does not spawn a thread per turn; once no turn
+                // has been taken for `STALL` (the others are blocked in sources), it takes
+                // one, and a new thread is spawned to be the last free one.
+                let others_free = state.idle + state.spinning + state.returning + state.woken > 0;
+                let last_of_many = !others_free && state.threads >= FREE_THREADS;
+                let stall_at = state.last_taken + STALL;
+                let now = Instant::now();
+                if last_of_many && now < stall_at && !cfg!(lazy_par_map_loom) {
+                    state.idle += 1;
+                    self.work.wait_for(&mut state, stall_at - now);
+                    state.idle -= 1;
+                    state.woken = state.woken.saturating_sub(1);
+                    continue;
+                }
+                let (turn, timed_out) = state.queue.pop_front().expect("a queued turn");
+                state.last_taken = now;
+                let need = if last_of_many {
+                    Need::spawn(&mut state)
+                } else {
+                    // More turns queued: find them threads too, in case this one blocks.
+                    Need::of(&mut state)
+                };
                 drop(state);
                 self.provide(need);
                 let announced = turn.resume(timed_out);
@@ -287,9 +332,11 @@ enum Need {
 }
 
 impl Need {
-    /// Counts the threads that will look at the queue (spinning, woken, being spawned); if
-    /// they are fewer than the queued turns, wakes an idle thread, else spawns one. One
-    /// thread at a time is spawned; the new thread repeats this when it takes its turn.
+    /// Counts the threads that will look at the queue (spinning, coming back from a turn,
+    /// woken, being spawned); if they are fewer than the queued turns, wakes an idle
+    /// thread, else spawns one while there are at most [`FREE_THREADS`] (beyond that the
+    /// last free thread spawns, when the queue stalls: see `work`). One thread at a time is
+    /// spawned; the new thread repeats this when it takes its turn.
     fn of(state: &mut State) -> Need {
         let lookers = state.spinning + state.returning + state.woken + usize::from(state.spawning);
         if lookers >= state.queue.len() {
@@ -297,13 +344,21 @@ impl Need {
         } else if state.idle > state.woken {
             state.woken += 1;
             Need::Wake
-        } else if state.spawning {
-            Need::Nothing
+        } else if state.threads < FREE_THREADS {
+            Need::spawn(state)
         } else {
-            state.spawning = true;
-            state.threads += 1;
-            Need::Spawn
+            Need::Nothing
         }
+    }
+
+    /// Spawns a thread, unless one is being spawned.
+    fn spawn(state: &mut State) -> Need {
+        if state.spawning {
+            return Need::Nothing;
+        }
+        state.spawning = true;
+        state.threads += 1;
+        Need::Spawn
     }
 }
 

@@ -1,13 +1,14 @@
-//! A harness for `tests/loom.rs`: the real protocol (`ring.rs`, `feeder.rs`, `consumer.rs`)
-//! with loom threads in place of the feeder's OS thread and rayon's workers.
+//! A harness for `tests/loom.rs`: the real protocol (`ring.rs`, `feeder.rs`, `feeding.rs`,
+//! `consumer.rs`) with loom threads in place of the feeding threads and rayon's workers.
 //!
-//! [`start`] builds the shared state, spawns the feeder on a loom thread, and has the feeder
-//! start each runner (`Shared::run_jobs`) on a loom thread of its own, as `map.rs` does on
-//! rayon. The returned [`Run`] is the consumer: an iterator over `Consumer::next_until(None)`.
+//! [`start`] builds the shared state, submits the feeder's first turn to a set of feeding
+//! threads of its own (loom threads), and has the feeder start each runner
+//! (`Shared::run_jobs`) on a loom thread of its own, as `map.rs` does on rayon. The returned [`Run`] is the consumer: an iterator over `Consumer::next_until(None)`.
 //! Compiled only under `--cfg lazy_par_map_loom`.
 
 use crate::consumer::{Consumer, Got};
-use crate::feeder::{Batching, Feeder};
+use crate::feeder::{Batching, Feeder, Turns};
+use crate::feeding::Feeding;
 use crate::mapper::MapFn;
 use crate::ring::Shared;
 use crate::sync::Arc;
@@ -33,17 +34,43 @@ pub struct Config {
 /// The loom threads a run has started, joined by [`Run::join`].
 type Threads = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
-/// A started adapter: the consumer's end, and the feeder's and runners' loom threads.
+/// A started adapter: the consumer's end, the feeding threads and the runners' loom threads.
 pub struct Run<T, R, F> {
     /// `None` once dropped by [`Run::join`].
     consumer: Option<Consumer<T, R, F>>,
-    /// The feeder thread.
-    feeder: Option<JoinHandle<()>>,
+    /// The model's own set of feeding threads (loom threads).
+    feeding: std::sync::Arc<Feeding>,
     /// The runner threads, pushed by the feeder as it starts them.
     runners: Threads,
 }
 
-/// Starts the adapter over `source` and `f`: the feeder runs at once on a loom thread.
+/// A set of feeding threads (loom threads) that several adapters of a model can share.
+#[derive(Clone)]
+pub struct FeedingThreads(std::sync::Arc<Feeding>);
+
+impl FeedingThreads {
+    /// A new set, with no thread yet.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        FeedingThreads(std::sync::Arc::new(Feeding::new()))
+    }
+
+    /// Lets the threads exit once no turn is queued, and joins them: afterwards every turn
+    /// submitted so far has run (a turn submitted later spawns a thread that runs it and
+    /// exits; [`FeedingThreads::settle`] again joins it).
+    pub fn settle(&self) {
+        self.0.shut_down();
+    }
+}
+
+impl fmt::Debug for FeedingThreads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedingThreads").finish_non_exhaustive()
+    }
+}
+
+/// Starts the adapter over `source` and `f`: the feeder's first turn is submitted to a set
+/// of feeding threads of the model's own.
 pub fn start<I, F, R>(source: I, f: F, config: Config) -> Run<I::Item, R, F>
 where
     I: Iterator + Send + 'static,
@@ -51,24 +78,45 @@ where
     F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let (mut feeder, shared) = Feeder::adaptive(source, |queue| {
-        let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, config.inline);
-        shared.loom_batch = config.batch as usize;
-        shared
-    });
-    feeder.batching = Batching::fixed(config.batch);
+    start_on(source, f, config, &FeedingThreads::new())
+}
+
+/// [`start`] on a set of feeding threads that other adapters may share.
+pub fn start_on<I, F, R>(
+    source: I,
+    f: F,
+    config: Config,
+    feeding: &FeedingThreads,
+) -> Run<I::Item, R, F>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+    F: MapFn<I::Item, Output = R> + Send + Sync + 'static,
+    R: Send + 'static,
+{
     let runners: Threads = Arc::new(Mutex::new(Vec::new()));
     let started = Arc::clone(&runners);
-    let threads = config.max_runners;
-    let feeder = thread::spawn(move || {
-        feeder.run(threads, |shared| {
-            let runner = thread::spawn(move || shared.run_jobs());
-            started.lock().unwrap().push(runner);
-        });
-    });
+    let start_runner = move |shared: Arc<Shared<I::Item, R, F>>| {
+        let runner = thread::spawn(move || shared.run_jobs());
+        started.lock().unwrap().push(runner);
+    };
+    let (mut feeder, shared) = Feeder::adaptive(
+        source,
+        |queue| {
+            let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, config.inline);
+            shared.loom_batch = config.batch as usize;
+            shared
+        },
+        Some(config.max_runners),
+        || unreachable!("the model gives the pool's size"),
+        start_runner,
+    );
+    feeder.batching = Batching::fixed(config.batch);
+    let feeding = std::sync::Arc::clone(&feeding.0);
+    Turns::start(feeder, &feeding);
     Run {
         consumer: Some(Consumer::new(shared, crate::pool::Pool::Global)),
-        feeder: Some(feeder),
+        feeding,
         runners,
     }
 }
@@ -82,13 +130,23 @@ where
         drop(self.consumer.take());
     }
 
-    /// [`close`](Run::close)s, then waits for the feeder and every runner to return.
+    /// Items the source has returned so far (`stats().taken`), once the feeder's turns have
+    /// run: see [`FeedingThreads::settle`].
+    pub fn taken(&self) -> u64 {
+        let consumer = self.consumer.as_ref().expect("not closed");
+        consumer
+            .shared
+            .taken
+            .0
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`close`](Run::close)s, then waits for the feeding threads (once they have run every
+    /// turn) and every runner to return.
     pub fn join(mut self) {
         self.close();
-        if let Some(feeder) = self.feeder.take() {
-            feeder.join().unwrap();
-        }
-        // The feeder has returned: it starts no more runners.
+        self.feeding.shut_down();
+        // The feeder has ended: it starts no more runners.
         let runners = std::mem::take(&mut *self.runners.lock().unwrap());
         for runner in runners {
             runner.join().unwrap();

@@ -26,7 +26,7 @@
 //!   reports the lost wake-up as a deadlock.
 #![cfg(lazy_par_map_loom)]
 
-use lazy_par_map::loom_model::{start, Config};
+use lazy_par_map::loom_model::{start, start_on, Config, FeedingThreads};
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::sync::Arc;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -476,5 +476,103 @@ fn panic_in_source_comes_after_prior_items() {
         assert_eq!(payload_text(&*payload), "model: source panics at 1");
         assert_eq!(run.next(), None);
         run.join();
+    });
+}
+
+// ---- the feeding threads -------------------------------------------------------------------
+
+/// A source that fails the model if two threads are ever inside its `next()` at once (one
+/// adapter fed twice at the same time), counting its pulls.
+fn exclusive_source(n: u32, pulls: Arc<AtomicUsize>) -> impl Iterator<Item = u32> + Send {
+    let inside = Arc::new(AtomicBool::new(false));
+    (0..n).inspect(move |_| {
+        assert!(
+            !inside.swap(true, SeqCst),
+            "model: two feeders in one source"
+        );
+        pulls.fetch_add(1, SeqCst);
+        inside.store(false, SeqCst);
+    })
+}
+
+/// The late refill: a consumer that takes `c` items and pauses finds exactly `c + n` taken
+/// once the feeding threads are idle, in every interleaving. The feeder parks in its ring
+/// when the ring is full, and the consumer's `next()` resumes it; a store-load race between
+/// the feeder parking and the consumer passing its target (the old engine's, which only a
+/// timeout repaired) shows here as a ring left one short.
+#[test]
+fn a_paused_consumer_finds_the_ring_refilled() {
+    // A runner's thread, or none (`readahead`'s inline hand-off) to leave loom room for two
+    // slots: loom counts every thread a model ever starts.
+    for (cap, inline) in [(1, false), (2, true)] {
+        check(
+            &format!("a_paused_consumer_finds_the_ring_refilled cap {cap}"),
+            move || {
+                let pulls = Arc::new(AtomicUsize::new(0));
+                let feeding = FeedingThreads::new();
+                let source = exclusive_source(5, pulls.clone());
+                let config = Config {
+                    inline,
+                    ..config(cap, 1, 1)
+                };
+                let mut run = start_on(source, |x| x, config, &feeding);
+                assert_eq!(run.next(), Some(0));
+                // The consumer pauses: the feeding threads run every turn there is, then exit.
+                feeding.settle();
+                assert_eq!(run.taken(), 1 + cap, "the ring was not refilled to c + n");
+                assert_eq!(pulls.load(SeqCst) as u64, 1 + cap);
+                run.join();
+            },
+        );
+    }
+}
+
+/// Two adapters on one set of feeding threads (no pool hop, so no runner threads): each
+/// yields its items in order, no turn is lost between them (no lost wake-up of a feeding
+/// thread), and no source is ever fed by two threads at once.
+#[test]
+fn two_adapters_share_the_feeding_threads() {
+    check("two_adapters_share_the_feeding_threads", || {
+        let feeding = FeedingThreads::new();
+        let inline = Config {
+            inline: true,
+            ..config(1, 1, 1)
+        };
+        let (pa, pb) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut a = start_on(exclusive_source(2, pa.clone()), |x| x, inline, &feeding);
+        let mut b = start_on(exclusive_source(2, pb.clone()), |x| x, inline, &feeding);
+        assert_eq!(a.next(), Some(0));
+        assert_eq!(b.next(), Some(0));
+        assert_eq!(a.next(), Some(1));
+        assert_eq!(b.next(), Some(1));
+        assert_eq!((a.next(), b.next()), (None, None));
+        a.join();
+        b.join();
+        feeding.settle();
+        assert_eq!((pa.load(SeqCst), pb.load(SeqCst)), (2, 2));
+    });
+}
+
+/// Dropped while its feeder is parked (ring full) or queued: the feeder is resumed only to
+/// end, pulls nothing more, and drops the source.
+#[test]
+fn no_feeding_after_drop() {
+    check("no_feeding_after_drop", || {
+        let pulls = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let feeding = FeedingThreads::new();
+        let source = tracked_source(4, pulls.clone(), drops.clone());
+        let mut run = start_on(source, |t| t, config(1, 1, 1), &feeding);
+        assert_eq!(run.next().map(|t| t.value), Some(0));
+        run.close();
+        let pulled_at_drop = pulls.load(SeqCst);
+        run.join();
+        feeding.settle();
+        let pulled = pulls.load(SeqCst);
+        assert!(
+            pulled <= pulled_at_drop + 1,
+            "pulled {pulled} after {pulled_at_drop}"
+        );
+        assert_eq!(drops.load(SeqCst), pulled, "items lost or dropped twice");
     });
 }

@@ -58,7 +58,7 @@ use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A panic payload, carried from the thread that caught it to the consumer.
 pub(crate) type Payload = Box<dyn Any + Send + 'static>;
@@ -128,7 +128,7 @@ impl<R> Batch<R> {
 /// A parked feeder.
 pub(crate) enum Parked {
     /// A turn of the feeding threads, to submit to them when resumed.
-    Turn(Box<dyn Turn>, Arc<Feeding>),
+    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>),
     /// A feeder on a thread of its own, asleep on `feeder_cv`.
     Thread,
 }
@@ -139,7 +139,7 @@ pub(crate) enum Resume {
     /// Nothing was parked, or a thread was notified.
     Nothing,
     /// Submit this turn.
-    Turn(Box<dyn Turn>, Arc<Feeding>),
+    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>),
 }
 
 impl Resume {
@@ -354,31 +354,31 @@ impl<T, R, F> Shared<T, R, F> {
     /// that pauses midway still gets what it freed refilled). Gives `turn` back if the slots
     /// are free already or the adapter has stopped: the feeder runs on.
     pub(crate) fn park<P>(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         taken: u64,
         want: u64,
         turn: Box<P>,
-        feeding: &Arc<Feeding>,
+        feeding: &std::sync::Arc<Feeding>,
     ) -> Result<(), Box<P>>
     where
         P: Turn + 'static,
         Self: Timed + 'static,
     {
-        let mut ring = self.ring.lock();
-        if self.ready_to_feed(taken, want) {
+        let mut ring = this.ring.lock();
+        if this.ready_to_feed(taken, want) {
             return Err(turn);
         }
-        ring.parked = Some(Parked::Turn(turn, Arc::clone(feeding)));
+        ring.parked = Some(Parked::Turn(turn, std::sync::Arc::clone(feeding)));
         ring.wait_id += 1;
         let wait = ring.wait_id;
         drop(ring);
         #[cfg(not(lazy_par_map_loom))]
         if want > 1 {
-            let me: std::sync::Weak<dyn Timed> = Arc::downgrade(self) as _;
-            feeding.add_timer(Instant::now() + HYSTERESIS, (me, wait));
+            let me: std::sync::Weak<dyn Timed> = Arc::downgrade(this) as _;
+            feeding.add_timer(std::time::Instant::now() + HYSTERESIS, (me, wait));
         }
         #[cfg(lazy_par_map_loom)]
-        let _ = wait;
+        let _ = (wait, want);
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! The runners' side of the ring: the only code that calls `f`. A runner takes runs of
 //! items from the queue, maps them in a batch, and completes the batch into the ring.
 
-use super::{Batch, Item, Ring, Shared, MAX_BATCH, RUNNER_LINGER, TARGET_BATCH_NANOS};
+use super::{Batch, Item, Ring, Shared, RUNNER_LINGER};
+#[cfg(not(lazy_par_map_loom))]
+use super::{MAX_BATCH, TARGET_BATCH_NANOS};
 use crate::mapper::MapFn;
 use crate::silent::drop_silently;
 use crate::sync::{fence, Local};
