@@ -56,7 +56,7 @@ where
     Idle { source: I, f: F, config: Config<R> },
     /// Started: the feeder owns the source; the pool's runners share `f`.
     Running(Consumer<I::Item, R, F>),
-    /// Starting failed (the feeder thread could not be spawned).
+    /// Starting failed (no thread could be spawned for the feeder).
     Failed,
 }
 

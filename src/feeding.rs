@@ -45,11 +45,8 @@ const FREE_THREADS: usize = 4;
 /// before the last free thread takes one and another thread is spawned.
 const STALL: Duration = Duration::from_micros(250);
 
-/// How many times a feeding thread that ran out of turns yields before it sleeps. Measured
-/// on 2 cores with the one-thread-per-adapter engine, whose feeder yielded as often while
-/// it waited for a refill (`f` of 2 ns and of 0.2 µs, buffers 256 to 16384): 0 gave 0.08x /
-/// 0.9x / 1.35x sequential on tiny@1024 / small@256 / small@1024, 16 gave 0.17x / 1.5x /
-/// 1.7x, 32 no better.
+/// How many times a feeding thread that ran out of turns yields before it sleeps, so that a
+/// turn submitted a few microseconds later is taken without a wake-up.
 #[cfg(not(lazy_par_map_loom))]
 const SPIN: u32 = 16;
 #[cfg(lazy_par_map_loom)]

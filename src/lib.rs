@@ -15,17 +15,17 @@
 //! For `source.lazy_par_map(f).buffer(n)`:
 //!
 //! - **Lazy start.** Building the adapter does nothing. The first `next()` (or `start()`)
-//!   spawns one *feeder* thread, which is the only code that calls the source's `next()`.
+//!   starts its *feeder*, which runs on a thread shared by every adapter of the process (a
+//!   *feeding thread*) and is the only code that calls the source's `next()`.
 //! - **Order.** Results come in input order, whatever the timing of `f` (unless
 //!   [`unordered`](LazyParMap::unordered)).
 //! - **Bound.** Let `taken` be the items pulled from the source (a pull under way counts)
 //!   and `returned` the items `next()` has returned. At every moment
 //!   `taken - returned <= n`. The feeder refills every free slot: once the consumer pauses
-//!   after `c` items, `taken = c + n` (unless the source ends first). It settles within
-//!   about a millisecond; in a rare store-load race (see `ring.rs`) the last slot freed
-//!   before the pause may take up to 256 ms to be refilled. In a pipeline of `k` stages
+//!   after `c` items, `taken = c + n` (unless the source ends first), every time, within
+//!   about a millisecond (plus the pulls themselves). In a pipeline of `k` stages
 //!   each with `buffer(n)`, the stage `j` from the end has called its `f` `c + j*n` times.
-//! - **No blocking on the source.** A slow source is read on the feeder thread only; the
+//! - **No blocking on the source.** A slow source is read on a feeding thread only; the
 //!   first result is ready when `f` of the first item is done. An item taken from the
 //!   source goes to the pool at once, never waiting for a later pull (a quiet channel or a
 //!   blocking socket strands nothing already read).
@@ -38,10 +38,11 @@
 //!   panic or the `Err` the caller gets.
 //! - **Drop.** Dropping the adapter returns at once, without waiting for `f` in flight.
 //!   No further item is taken from the source (beyond a pull already under way), work not
-//!   started is skipped, results that finish later are dropped, and the feeder thread ends.
+//!   started is skipped, results that finish later are dropped, and the feeder ends (the
+//!   source is dropped on a feeding thread).
 //! - **Which pool.** `f` runs on the pool given to [`pool`](LazyParMap::pool), else on
 //!   rayon's global pool, and on that pool only, in every form, also inside another pool's
-//!   `ThreadPool::install` (rayon has no handle on the installed pool that our feeder
+//!   `ThreadPool::install` (rayon has no handle on the installed pool that a feeding
 //!   thread could spawn on).
 //! - **rayon threads.** The adapter may be consumed on a worker of the very pool it maps on,
 //!   even a pool of one thread, or inside the `f` of another adapter: a consumer on a worker
@@ -69,9 +70,12 @@
 //! - [`LazyParMap::stats`]: the counts that tell how to choose `buffer`.
 //!
 //! # What it costs
-//! One OS thread per started adapter (the feeder; it ends when the source ends or the
-//! adapter is dropped), a plain store and a fence per item pulled (the hand-off to the
-//! pool), one plain atomic store per item returned, and per *batch* (a run of consecutive
+//! No thread of its own: feeders run in turns on feeding threads shared by every adapter of
+//! the process, which are spawned when every one is busy and exit after half a second with
+//! nothing to do; a paused, full or finished adapter holds none (the scoped form, whose
+//! source may borrow, is the exception: one scoped thread per started adapter). Then a
+//! plain store and a fence per item pulled (the hand-off to the pool), a store and a fence
+//! per item returned (which resume the feeder exactly when it waits), and per *batch* (a run of consecutive
 //! items a runner takes at once) a steal, a lock, an allocation and, when someone waits, a
 //! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
 //! about 200 µs of work when it is fast.
@@ -138,7 +142,7 @@ pub trait LazyParMapExt: Iterator + Sized {
     /// Maps `f` over the items on rayon's pool, lazily, keeping input order and at most
     /// `buffer` items in flight (see the [crate docs](crate) for the full contract).
     ///
-    /// Nothing happens until the first `next()`; then a feeder thread reads this iterator
+    /// Nothing happens until the first `next()`; then a feeding thread reads this iterator
     /// and the pool runs `f`. Configure with [`buffer`](LazyParMap::buffer),
     /// [`unbounded`](LazyParMap::unbounded), [`pool`](LazyParMap::pool),
     /// [`unordered`](LazyParMap::unordered) and [`start`](LazyParMap::start).
@@ -147,7 +151,7 @@ pub trait LazyParMapExt: Iterator + Sized {
     /// The returned iterator re-raises a panic of `f` or of this iterator in its place.
     ///
     /// # Borrowed data
-    /// This iterator, its items, `f` and its results must be `'static`: the feeder thread
+    /// This iterator, its items, `f` and its results must be `'static`: the feeding threads
     /// and the pool's jobs may outlive the caller's stack frame, since dropping the adapter
     /// does not wait for them. Over data borrowed from the stack, `v.iter().lazy_par_map(f)`
     /// fails with "`v` does not live long enough ... argument requires that `v` is borrowed

@@ -21,8 +21,9 @@ use std::time::Duration;
 /// [`LazyParMapExt::lazy_par_map`](crate::LazyParMapExt::lazy_par_map).
 ///
 /// Building it does no work. The first call to [`next`](Iterator::next) (or to
-/// [`start`](LazyParMap::start)) spawns the feeder thread, which reads the source and hands
-/// items to the rayon pool; results come back in input order.
+/// [`start`](LazyParMap::start)) starts the feeder, which reads the source on a feeding
+/// thread shared by every adapter and hands items to the rayon pool; results come back in
+/// input order.
 #[must_use = "iterator adaptors are lazy and do nothing unless consumed"]
 pub struct LazyParMap<I, F, R>
 where

@@ -21,19 +21,21 @@
 //! - The **consumer** waits on `consumer_cv` for the batch that starts at `next_seq` (or,
 //!   when unordered, for any finished batch). The runner that finishes *that* batch wakes
 //!   it; other completions wake nobody.
-//! - The **feeder** waits on `feeder_cv` for `want` free slots (a whole refill: hysteresis,
-//!   so a fast consumer wakes it once a refill, not once an item). Under the lock it stores
-//!   `wake_feeder_at`, the `yielded` count that frees them, then re-reads `yielded`. The
-//!   consumer, after every item, stores `yielded` (`Release`: a plain store) and reads
-//!   `wake_feeder_at`; if it has reached it, it takes the lock and wakes the feeder. A
-//!   `SeqCst` store would close the store-load race for good, but costs 3 ns an item, as
-//!   much as a cheap `f`; the race is closed instead at the two places it can matter: the
-//!   consumer checks under the lock before it sleeps (so the two never sleep on each
-//!   other), and the feeder's sleep is always timed, with a patience that starts at
-//!   [`HYSTERESIS`] and doubles to [`MAX_PATIENCE`]. When a wait times out (the consumer
-//!   is slow, paused, or raced past), the feeder refills whatever is free and then follows
-//!   slot by slot. So a consumer that pauses finds the ring refilled to exactly `cap` items,
-//!   and a feeder with nothing to do wakes at most a few times a second.
+//! - The **feeder** runs in turns on the shared feeding threads ([`crate::feeding`]). When
+//!   fewer than `want` slots are free (a whole refill: hysteresis, so a fast consumer resumes
+//!   it once a refill, not once an item) it *parks*: under the lock it stores
+//!   `wake_feeder_at`, the `yielded` count that frees them, fences (`SeqCst`) and re-reads
+//!   `yielded`; if that is still short it leaves itself in `parked` and its thread goes
+//!   back to the feeding queue. The consumer, after every item, stores `yielded`, fences
+//!   and reads `wake_feeder_at`; if it has reached it, it takes the lock, takes the feeder
+//!   out of `parked` and submits its turn. The two fences close the store-load race: either
+//!   the feeder sees the count or the consumer sees the target, so a consumer that pauses
+//!   always finds the ring refilled (loom: `a_paused_consumer_finds_the_ring_refilled`).
+//!   The fence costs the consumer a few nanoseconds an item. A feeder waiting for more than
+//!   one slot also sets a timer of [`HYSTERESIS`]: a consumer that pauses midway through a
+//!   refill still gets what it freed refilled, after which the feeder follows it slot by
+//!   slot. A parked feeder holds no thread and wakes nobody. The scoped form's feeder has a
+//!   thread of its own (its source may borrow) and sleeps on `feeder_cv` instead.
 //! - **Runners** are started by the feeder, never woken: after each push the feeder fences
 //!   (`SeqCst`) and reads `runners`; a runner leaving decrements `runners`, fences, and looks
 //!   at the queue once more. So either the leaving runner sees the item, or the feeder sees
@@ -226,7 +228,7 @@ struct Flags {
     helper_waits: AtomicBool,
 }
 
-/// The state shared by the adapter (consumer), the feeder thread and the pool's runners.
+/// The state shared by the adapter (consumer), the feeder and the pool's runners.
 pub(crate) struct Shared<T, R, F> {
     /// The user's function; dropped silently wherever the last thread lets go of it.
     f: Silent<F>,
