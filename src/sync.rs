@@ -95,16 +95,6 @@ mod imp {
                 }
             }
         }
-        /// Takes the oldest item alone.
-        pub(crate) fn steal(&self) -> Option<T> {
-            loop {
-                match self.0.steal() {
-                    crossbeam_deque::Steal::Success(item) => return Some(item),
-                    crossbeam_deque::Steal::Empty => return None,
-                    crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
-                }
-            }
-        }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
         }
@@ -207,9 +197,6 @@ mod imp {
             let more = (queue.len() / 2).min(limit.max(1) - 1);
             local.0.borrow_mut().extend(queue.drain(..more));
             Some(first)
-        }
-        pub(crate) fn steal(&self) -> Option<T> {
-            self.0.lock().unwrap().pop_front()
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()

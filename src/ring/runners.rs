@@ -87,13 +87,16 @@ where
         self.deliver_inline(seq, result);
     }
 
-    /// Runs one queued item on the calling thread (a consumer that helps), if there is one.
-    pub(crate) fn run_one(&self) -> bool {
-        match self.queue.get().steal() {
+    /// Runs a run of queued items on the calling thread (a consumer that helps), if there is
+    /// one: as many as a runner would take (one while `f`'s cost is unknown), so that a
+    /// nested consumer pays a steal and a lock per batch, not per item.
+    pub(crate) fn run_some(&self) -> bool {
+        let local = Local::new();
+        match self.queue.get().steal_batch(&local, self.batch_limit()) {
             Some(item) => {
                 let (mut held, f) = (None, self.f.get());
                 let mut scratch = f.open();
-                self.run_batch(item, None, &mut held, &mut scratch);
+                self.run_batch(item, Some(&local), &mut held, &mut scratch);
                 f.close(scratch);
                 self.deliver(&mut held);
                 true

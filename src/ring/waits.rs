@@ -140,7 +140,7 @@ impl<T, R, F> Shared<T, R, F> {
         F: MapFn<T, Output = R>,
     {
         let own = place == Place::OwnPool;
-        if (own && self.run_one()) || crate::pool::yield_now() {
+        if (own && self.run_some()) || crate::pool::yield_now() {
             return Help::Progressed;
         }
         let mut ring = self.ring.lock();
