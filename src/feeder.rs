@@ -321,7 +321,7 @@ where
             feeder,
             feeding: std::sync::Arc::clone(feeding),
         };
-        feeding.submit(Box::new(turns), false);
+        feeding.submit(Box::new(turns), false, None);
     }
 }
 

@@ -64,6 +64,9 @@ pub(crate) trait Timed: Send + Sync {
 /// A timer: an adapter and the number of the wait it belongs to.
 type Timer = (std::sync::Weak<dyn Timed>, u64);
 
+/// A timer's place among the timers, to cancel it by.
+pub(crate) type TimerKey = (Instant, u64);
+
 /// The set of feeding threads.
 pub(crate) struct Feeding {
     state: Mutex<State>,
@@ -142,8 +145,17 @@ impl Feeding {
     ///
     /// # Panics
     /// If no thread runs and none can be spawned.
-    pub(crate) fn submit(self: &Arc<Self>, turn: Box<dyn Turn>, timed_out: bool) {
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        turn: Box<dyn Turn>,
+        timed_out: bool,
+        cancel: Option<TimerKey>,
+    ) {
         let mut state = self.state.lock();
+        if let Some(key) = cancel {
+            // The feeder is resumed before its timer: the timer would only wake a thread.
+            state.timers.remove(&key);
+        }
         state.queue.push_back((turn, timed_out));
         let need = Need::of(&mut state);
         drop(state);
@@ -167,14 +179,16 @@ impl Feeding {
         self.provide(need);
     }
 
-    /// Asks for `adapter` to be timed out of its wait numbered `wait` at `due`.
+    /// Asks for `adapter` to be timed out of its wait numbered `wait` at `due`; returns the
+    /// key that cancels it ([`Feeding::submit`]).
     #[cfg(not(lazy_par_map_loom))]
-    pub(crate) fn add_timer(self: &Arc<Self>, due: Instant, adapter: Timer) {
+    pub(crate) fn add_timer(self: &Arc<Self>, due: Instant, adapter: Timer) -> TimerKey {
         let mut state = self.state.lock();
         let id = state.timer_id;
         state.timer_id += 1;
         let earliest = state.timers.keys().next().is_none_or(|&(t, _)| due < t);
         state.timers.insert((due, id), adapter);
+        let key = (due, id);
         // A sleeping thread sleeps until the earliest timer: this one is earlier.
         // (A thread coming back from a turn, usually the one calling, will see it.)
         let free = state.returning + usize::from(state.spawning);
@@ -185,6 +199,7 @@ impl Feeding {
         };
         drop(state);
         self.provide(need);
+        key
     }
 
     /// Wakes or spawns a thread, as [`Need::of`] decided.

@@ -54,7 +54,7 @@
 mod runners;
 mod waits;
 
-use crate::feeding::{Feeding, Timed, Turn};
+use crate::feeding::{Feeding, Timed, TimerKey, Turn};
 use crate::silent::{drop_each_silently, drop_silently, Silent};
 use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Queue};
 use std::any::Any;
@@ -129,8 +129,8 @@ impl<R> Batch<R> {
 
 /// A parked feeder.
 pub(crate) enum Parked {
-    /// A turn of the feeding threads, to submit to them when resumed.
-    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>),
+    /// A turn of the feeding threads, to submit to them when resumed, and its timer.
+    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>, Option<TimerKey>),
     /// A feeder on a thread of its own, asleep on `feeder_cv`.
     Thread,
 }
@@ -140,15 +140,15 @@ pub(crate) enum Parked {
 pub(crate) enum Resume {
     /// Nothing was parked, or a thread was notified.
     Nothing,
-    /// Submit this turn.
-    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>),
+    /// Submit this turn (cancelling its timer).
+    Turn(Box<dyn Turn>, std::sync::Arc<Feeding>, Option<TimerKey>),
 }
 
 impl Resume {
     /// Submits the turn, if any (with no lock of ours held).
     pub(crate) fn run(self, timed_out: bool) {
-        if let Resume::Turn(turn, feeding) = self {
-            feeding.submit(turn, timed_out);
+        if let Resume::Turn(turn, feeding, timer) = self {
+            feeding.submit(turn, timed_out, timer);
         }
     }
 }
@@ -370,17 +370,20 @@ impl<T, R, F> Shared<T, R, F> {
         if this.ready_to_feed(taken, want) {
             return Err(turn);
         }
-        ring.parked = Some(Parked::Turn(turn, std::sync::Arc::clone(feeding)));
         ring.wait_id += 1;
-        let wait = ring.wait_id;
-        drop(ring);
+        // The timer is set under our lock (the feeding threads' lock is only ever taken
+        // inside ours, never the other way), so that whoever resumes the feeder finds it
+        // and cancels it.
         #[cfg(not(lazy_par_map_loom))]
-        if want > 1 {
+        let timer = (want > 1).then(|| {
             let me: std::sync::Weak<dyn Timed> = Arc::downgrade(this) as _;
-            feeding.add_timer(std::time::Instant::now() + HYSTERESIS, (me, wait));
-        }
+            let due = std::time::Instant::now() + HYSTERESIS;
+            feeding.add_timer(due, (me, ring.wait_id))
+        });
         #[cfg(lazy_par_map_loom)]
-        let _ = (wait, want);
+        let timer = None;
+        ring.parked = Some(Parked::Turn(turn, std::sync::Arc::clone(feeding), timer));
+        drop(ring);
         Ok(())
     }
 
@@ -431,7 +434,7 @@ impl<T, R, F> Shared<T, R, F> {
     fn unpark(&self, ring: &mut Ring<R>) -> Resume {
         self.wake_feeder_at.0.store(u64::MAX, Relaxed);
         match ring.parked.take() {
-            Some(Parked::Turn(turn, feeding)) => Resume::Turn(turn, feeding),
+            Some(Parked::Turn(turn, feeding, timer)) => Resume::Turn(turn, feeding, timer),
             Some(Parked::Thread) => {
                 self.feeder_cv.notify_one();
                 Resume::Nothing

@@ -115,9 +115,9 @@ impl<T, R, F> Shared<T, R, F> {
                 (None, true) => Some(HELP_POLL),
                 (timeout, false) => timeout,
             };
-            if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+            if let resume @ Resume::Turn(..) = self.nudge_feeder(&mut ring) {
                 drop(ring);
-                feeding.submit(turn, false);
+                resume.run(false);
                 continue;
             }
             ring.consumer_waits = true;
@@ -210,11 +210,11 @@ impl<T, R, F> Shared<T, R, F> {
                 return Some(next);
             }
         }
-        if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+        if let resume @ Resume::Turn(..) = self.nudge_feeder(&mut ring) {
             // Resume it with no lock held, then look again.
             drop(ring);
             drop(fresh);
-            feeding.submit(turn, false);
+            resume.run(false);
             return self.poll_batch(waker, place);
         }
         ring.consumer_waits = true;
@@ -247,9 +247,9 @@ impl<T, R, F> Shared<T, R, F> {
                 Help::Idle(ring) => ring,
             };
             let left = deadline.checked_duration_since(Instant::now())?;
-            if let Resume::Turn(turn, feeding) = self.nudge_feeder(&mut ring) {
+            if let resume @ Resume::Turn(..) = self.nudge_feeder(&mut ring) {
                 drop(ring);
-                feeding.submit(turn, false);
+                resume.run(false);
                 continue;
             }
             ring.consumer_waits = true;
