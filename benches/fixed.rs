@@ -590,17 +590,7 @@ fn spawn_child(workload: Workload, contender: Contender, sizes: &Sizes) -> Run {
         std::thread::sleep(Duration::from_millis(1));
     }
     let out = child.wait_with_output().expect("read the child's output");
-    assert!(
-        out.status.success(),
-        "fixed child {spec} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text
-        .split_whitespace()
-        .map(|x| x.parse().expect("a number"))
-        .collect();
+    let v = common::child_numbers(&out, &format!("fixed child {spec}"));
     Run {
         elapsed: Duration::from_nanos(v[0]),
         check: Check {

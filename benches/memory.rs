@@ -81,17 +81,7 @@ fn spawn_case(contender: &'static str, items: u64) -> Case {
         .env(CHILD_ENV, format!("{contender}:{items}"))
         .output()
         .expect("run the child");
-    assert!(
-        out.status.success(),
-        "memory child {contender}:{items} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<u64> = text
-        .split_whitespace()
-        .map(|v| v.parse().expect("a number"))
-        .collect();
+    let fields = common::child_numbers(&out, &format!("memory child {contender}:{items}"));
     let expected: u64 = (0..items)
         .map(|i| u64::from((i as u8).wrapping_add(1)) + ITEM_BYTES as u64)
         .fold(0, u64::wrapping_add);

@@ -140,3 +140,18 @@ impl Check {
         }
     }
 }
+
+/// The numbers a bench's child process printed on its standard output, once it has
+/// exited successfully (`what` names the case in the panic message otherwise).
+pub fn child_numbers(out: &std::process::Output, what: &str) -> Vec<u64> {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|x| x.parse().expect("a number"))
+        .collect()
+}
