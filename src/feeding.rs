@@ -140,8 +140,9 @@ impl Feeding {
         unreachable!("loom models start adapters through `loom_model::start`")
     }
 
-    /// Queues `turn` for a feeding thread: one that spins or sleeps takes it, else a new
-    /// thread is spawned for it.
+    /// Queues `turn` for a feeding thread: one coming back from a turn or an idle one takes
+    /// it, else a new thread is spawned for it (see [`Need::of`]). `cancel` is the feeder's
+    /// refill timer, no longer needed.
     ///
     /// # Panics
     /// If no thread runs and none can be spawned.
@@ -225,8 +226,8 @@ impl Feeding {
         }
     }
 
-    /// A feeding thread's body: run turns and due timers; spin, then sleep, when there
-    /// are none; exit after [`KEEP_ALIVE`] with nothing to do.
+    /// A feeding thread's body: run turns and due timers; sleep when there are none; exit
+    /// after [`KEEP_ALIVE`] with nothing to do.
     fn work(self: Arc<Self>) {
         let mut state = self.state.lock();
         state.spawning = false;

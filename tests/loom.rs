@@ -1,6 +1,6 @@
-//! Every interleaving (up to the preemption bound) of the real protocol: the feeder, the ring
-//! and the consumer from `src/`, run by `lazy_par_map::loom_model` on loom threads instead
-//! of an OS thread and rayon's workers.
+//! Every interleaving (up to the preemption bound) of the real protocol: the feeder, the
+//! feeding threads, the ring and the consumer from `src/`, run by `lazy_par_map::loom_model`
+//! on loom threads instead of OS threads and rayon's workers.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg lazy_par_map_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
@@ -20,10 +20,13 @@
 //! - **rayon.** Runners are loom threads; the consumer is never on a worker, so the
 //!   helping path (`run_one`, `rayon::yield_now`) is left to `tests/stress.rs`.
 //! - **`SeqCst` accesses** are `AcqRel` in loom (its README); `fence(SeqCst)` is exact. The
-//!   feeder's wake-up does not lean on them: the consumer publishes with a `Release` store
-//!   and a `Relaxed` load, and the race is closed by its check under the lock before it
-//!   sleeps (`nudge_feeder`). With that check removed, `bound_holds_at_every_pull_cap_1`
-//!   reports the lost wake-up as a deadlock.
+//!   feeder's resumption does not lean on them: the consumer stores its count, fences and
+//!   loads the feeder's target; the parking feeder stores the target, fences and loads the
+//!   count. With the consumer's fence removed, `a_paused_consumer_finds_the_ring_refilled`
+//!   fails ("the ring was not refilled to c + n").
+//! - **The feeding threads** are the real `feeding.rs` on loom threads, one set per model
+//!   (`FeedingThreads`); a model ends by letting them exit once no turn is queued
+//!   (`settle`). Their keep-alive and the refill timers are time, hence not modelled.
 #![cfg(lazy_par_map_loom)]
 
 use lazy_par_map::loom_model::{start, start_on, Config, FeedingThreads};
