@@ -725,16 +725,7 @@ fn summarize(rows: &[Row], sizes: &Sizes) {
             ("contender", row.contender.name().into()),
             ("unit", unit.into()),
             ("median_ns", (m.as_nanos() as u64).into()),
-            (
-                "min_ns",
-                (row.samples
-                    .iter()
-                    .min()
-                    .copied()
-                    .unwrap_or_default()
-                    .as_nanos() as u64)
-                    .into(),
-            ),
+            ("min_ns", common::min_ns(&row.samples).into()),
             ("samples", row.samples.len().into()),
             ("adapters", row.workload.shape(sizes).0.into()),
             ("adapter_items", row.workload.shape(sizes).1.into()),
@@ -763,14 +754,7 @@ fn summarize(rows: &[Row], sizes: &Sizes) {
             );
         }
     }
-    if common::test_mode() {
-        println!("(test mode: no JSON written)");
-    } else {
-        match common::merge_json_lines("bench-summary.jsonl", &lines) {
-            Ok(path) => println!("wrote {}", path.display()),
-            Err(e) => eprintln!("could not write the summary: {e}"),
-        }
-    }
+    common::write_summary(&lines);
     if wrong {
         eprintln!("some contender produced WRONG OUTPUT (see above)");
         std::process::exit(1);

@@ -154,14 +154,7 @@ fn main() {
             ]));
         }
     }
-    if common::test_mode() {
-        println!("(test mode: no JSON written)");
-    } else {
-        match common::merge_json_lines("bench-summary.jsonl", &lines) {
-            Ok(path) => println!("wrote {}", path.display()),
-            Err(e) => eprintln!("could not write the summary: {e}"),
-        }
-    }
+    common::write_summary(&lines);
     if unbounded {
         eprintln!("lpm-default's peak grew with the input by more than {SLACK_KIB} KiB");
         std::process::exit(1);

@@ -15,8 +15,8 @@ mod summary;
 pub use contenders::{build_pool, naive, run, Contender, Job, Outcome, PoolSpec, TUNED_BUFFER};
 pub use measure::{measure, Ideal, Watchdog, Workload};
 pub use summary::{
-    fmt_duration, fmt_rate, json_line, json_str_field, machine, median, merge_json_lines,
-    target_dir, unix_time, Json, Row, Summary,
+    fmt_duration, fmt_rate, json_line, json_str_field, machine, median, merge_json_lines, min_ns,
+    target_dir, unix_time, write_summary, Json, Row, Summary,
 };
 
 use criterion::Criterion;

@@ -143,6 +143,24 @@ pub fn json_str_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(&line[start..start + end])
 }
 
+/// The shortest of `samples`, in nanoseconds (0 if there are none).
+pub fn min_ns(samples: &[Duration]) -> u64 {
+    samples.iter().min().copied().unwrap_or_default().as_nanos() as u64
+}
+
+/// Merges a bench's summary `lines` into `target/bench-summary.jsonl` and says where (or
+/// why not); writes nothing in test mode or when there are no lines.
+pub fn write_summary(lines: &[String]) {
+    if test_mode() {
+        println!("(test mode: no JSON written)");
+    } else if !lines.is_empty() {
+        match merge_json_lines("bench-summary.jsonl", lines) {
+            Ok(path) => println!("wrote {}", path.display()),
+            Err(e) => eprintln!("could not write the summary: {e}"),
+        }
+    }
+}
+
 /// Merges `lines` into the JSON-lines file `name` under `target/`: a line of the file whose
 /// `"key"` one of `lines` has is replaced, others are kept (so a filtered run updates only
 /// what it measured).
@@ -274,16 +292,7 @@ impl Summary {
                 ("workload", row.workload.into()),
                 ("contender", row.contender.into()),
                 ("median_ns", (med.as_nanos() as u64).into()),
-                (
-                    "min_ns",
-                    (row.samples
-                        .iter()
-                        .min()
-                        .copied()
-                        .unwrap_or_default()
-                        .as_nanos() as u64)
-                        .into(),
-                ),
+                ("min_ns", min_ns(&row.samples).into()),
                 ("samples", row.samples.len().into()),
                 ("items", row.items.into()),
                 ("items_per_s", Some(per_s).into()),
@@ -303,14 +312,7 @@ impl Summary {
                 ("run_at", run_at.into()),
             ]));
         }
-        if test_mode() {
-            println!("(test mode: no JSON written)");
-        } else if !lines.is_empty() {
-            match merge_json_lines("bench-summary.jsonl", &lines) {
-                Ok(path) => println!("wrote {}", path.display()),
-                Err(e) => eprintln!("could not write the summary: {e}"),
-            }
-        }
+        write_summary(&lines);
         if wrong {
             eprintln!("some contender produced WRONG OUTPUT (see above)");
             std::process::exit(1);
