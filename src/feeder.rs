@@ -116,10 +116,9 @@ where
     pub(crate) batching: Batching,
     /// Starts a runner on the pool.
     start_runner: S,
-    /// The pool's thread count, if it was read before the first turn.
+    /// The pool's thread count, if it was read before the first turn; else the first turn
+    /// reads the global pool's, on the feeder's thread (outside every pool).
     threads: Option<usize>,
-    /// A function reading the pool's thread count on the feeder's thread otherwise.
-    read_threads: fn() -> usize,
     /// Items claimed so far (a pull under way included).
     taken: u64,
     /// The free slots it waits for before it pulls again; `None`: choose at the next look.
@@ -138,13 +137,12 @@ where
 {
     /// A feeder with adaptive batching over `source`, and the consumer's handle on the
     /// same shared state, built by `shared` around the runners' end of the item queue.
-    /// `threads` is the pool's size if known, else `read_threads` reads it on the feeder's
-    /// thread; `start_runner` spawns a runner on the pool.
+    /// `threads` is the pool's size if known (else the global pool's is read on the
+    /// feeder's thread); `start_runner` spawns a runner on the pool.
     pub(crate) fn adaptive(
         source: I,
         shared: impl FnOnce(crate::sync::Queue<(u64, I::Item)>) -> Shared<I::Item, R, F>,
         threads: Option<usize>,
-        read_threads: fn() -> usize,
         start_runner: S,
     ) -> (Self, Arc<Shared<I::Item, R, F>>) {
         let (pusher, queue) = crate::sync::queue();
@@ -156,7 +154,6 @@ where
             batching: Batching::adaptive(),
             start_runner,
             threads,
-            read_threads,
             taken: 0,
             want: None,
             parked_at: None,
@@ -171,7 +168,7 @@ where
         let shared = Arc::clone(&self.shared);
         if !self.started {
             self.started = true;
-            shared.set_max_runners(self.threads.unwrap_or_else(self.read_threads));
+            shared.set_max_runners(self.threads.unwrap_or_else(rayon::current_num_threads));
             if shared.inline {
                 // `readahead`'s identity costs nothing: refill in halves of the buffer, so
                 // that the feeder and the consumer wake each other once a refill, not once
@@ -278,7 +275,6 @@ where
             batching: self.batching,
             start_runner,
             threads: self.threads,
-            read_threads: self.read_threads,
             taken: self.taken,
             want: self.want,
             parked_at: self.parked_at,

@@ -108,7 +108,6 @@ where
             shared
         },
         Some(config.max_runners),
-        || unreachable!("the model gives the pool's size"),
         start_runner,
     );
     feeder.batching = Batching::fixed(config.batch);

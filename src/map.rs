@@ -287,7 +287,6 @@ where
     } else {
         pool.num_threads_here()
     };
-    let read_threads: fn() -> usize = rayon::current_num_threads;
     let start_runner = move |shared: Arc<Shared<I::Item, R, F>>| {
         // Each runner holds the pool, so a custom pool outlives its last job.
         let keep_alive = runners_pool.clone();
@@ -300,13 +299,7 @@ where
             drop(keep_alive);
         });
     };
-    let (feeder, shared) = Feeder::adaptive(
-        source,
-        config.shared(f),
-        threads,
-        read_threads,
-        start_runner,
-    );
+    let (feeder, shared) = Feeder::adaptive(source, config.shared(f), threads, start_runner);
     Turns::start(feeder, Feeding::global());
     Consumer::new(shared, pool)
 }

@@ -207,7 +207,6 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 // On the caller's thread if it is outside every pool, else on the feeder's:
                 // the global pool's size either way.
                 Pool::Global.num_threads_here(),
-                rayon::current_num_threads,
                 // Runners are started in the feeder's `in_place_scope` (below).
                 |_| {},
             );
