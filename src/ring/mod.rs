@@ -465,17 +465,23 @@ impl<T, R, F> Shared<T, R, F> {
 
     /// Whether the queued work pays for starting one more runner: always while `f`'s cost is
     /// unknown or one item is worth it, else once the queue holds [`SPAWN_WORTH_NANOS`] of
-    /// work. For a cheap `f` the queue is measured every 16th item only (`seq`): its length
-    /// is a line the runners write.
+    /// work. The queue's length is a line the runners write, and reading it costs a fence:
+    /// it is measured about once per [`SPAWN_WORTH_NANOS`] of work pushed (`seq`), at most
+    /// every 256th item.
     fn worth_another_runner(&self, seq: u64) -> bool {
         // Timing must not steer a loom model: there every runner allowed is started.
         if cfg!(lazy_par_map_loom) {
             return true;
         }
         let f_nanos = self.f_nanos.load(Relaxed);
-        f_nanos == 0
-            || f_nanos >= SPAWN_WORTH_NANOS
-            || (seq % 16 == 0 && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS)
+        if f_nanos == 0 || f_nanos >= SPAWN_WORTH_NANOS {
+            return true;
+        }
+        // Measure about once per SPAWN_WORTH_NANOS of work pushed: every item or two for a
+        // costly `f`, every 256th for a cheap one.
+        let shift = (SPAWN_WORTH_NANOS.ilog2() - f_nanos.ilog2()).min(8);
+        seq & ((1 << shift) - 1) == 0
+            && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS
     }
 
     /// The feeder's hand-off when there is no pool hop (`readahead`): `result` joins the
