@@ -1,7 +1,10 @@
 //! The consumer's side of the ring: publishing its count, taking batches, waiting (and
 //! helping, on a rayon worker), the async take, and cancel.
 
-use super::{Batch, Next, Resume, Ring, Shared, CONSUMER_SPIN, HELP_POLL};
+use super::{
+    Batch, Next, Resume, Ring, Shared, CONSUMER_PAUSE, CONSUMER_SPIN, CONSUMER_SPIN_NANOS,
+    HELP_POLL,
+};
 use crate::mapper::MapFn;
 use crate::pool::Place;
 use crate::silent::drop_silently;
@@ -79,19 +82,35 @@ impl<T, R, F> Shared<T, R, F> {
     {
         let on_worker = place != Place::Outside;
         let mut spins = 0;
+        let mut pausing_since = None;
         loop {
             let mut ring = self.ring.lock();
             if let Some(next) = self.try_take(&mut ring) {
                 return next;
             }
-            if !on_worker && spins < CONSUMER_SPIN && deadline.is_none() {
-                // A batch is usually a few microseconds from done: yield rather than sleep.
-                spins += 1;
-                let resume = self.nudge_feeder(&mut ring);
-                drop(ring);
-                resume.run(false);
-                std::thread::yield_now();
-                continue;
+            if !on_worker && deadline.is_none() {
+                if spins < CONSUMER_SPIN && self.quick_batches() {
+                    // A batch is a few microseconds from done: yield rather than sleep.
+                    spins += 1;
+                    let resume = self.nudge_feeder(&mut ring);
+                    drop(ring);
+                    resume.run(false);
+                    std::thread::yield_now();
+                    continue;
+                }
+                // Otherwise a short pause in place: a first result, or a batch of a cheap
+                // `f`, is often microseconds away, and a sleep costs a wake-up.
+                if pausing_since
+                    .get_or_insert_with(Instant::now)
+                    .elapsed()
+                    .lt(&CONSUMER_PAUSE)
+                {
+                    drop(ring);
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
             }
             // Waits with a deadline (`try_next`, `next_timeout`) never run a job: a job could
             // overrun the deadline by any amount.
@@ -130,6 +149,16 @@ impl<T, R, F> Shared<T, R, F> {
             ring.consumer_waits = false;
             self.stop_helping();
         }
+    }
+
+    /// Whether a runner's batch is known to take under [`CONSUMER_SPIN_NANOS`] (not while
+    /// `f`'s cost is unknown).
+    fn quick_batches(&self) -> bool
+    where
+        F: MapFn<T, Output = R>,
+    {
+        let f_nanos = self.f_nanos.load(Relaxed);
+        f_nanos != 0 && f_nanos.saturating_mul(self.batch_limit() as u64) < CONSUMER_SPIN_NANOS
     }
 
     /// One round of help by a consumer on a rayon worker: run a queued item of this adapter
