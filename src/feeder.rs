@@ -287,7 +287,6 @@ where
     pub(crate) fn run_on_own_thread(mut self) {
         let mut timed_out = false;
         while let Some(want) = self.turn(timed_out) {
-            crate::pool::learn_cores();
             timed_out = self.shared.park_thread(self.taken, want);
         }
         // The source is dropped here, on the feeder's thread, after the consumer can see
@@ -335,9 +334,7 @@ where
     fn resume(mut self: Box<Self>, mut timed_out: bool) -> bool {
         let feeding = std::sync::Arc::clone(&self.feeding);
         loop {
-            let turn = self.feeder.turn(timed_out);
-            crate::pool::learn_cores();
-            let Some(want) = turn else {
+            let Some(want) = self.feeder.turn(timed_out) else {
                 return false;
             };
             timed_out = false;

@@ -48,23 +48,6 @@ impl Pool {
     }
 }
 
-/// The cores available to this process, once [`learn_cores`] has read them.
-pub(crate) fn cores_if_known() -> Option<usize> {
-    CORES.get().copied().flatten()
-}
-
-/// Reads the cores available to this process, once per process (it reads cgroup files:
-/// tens of microseconds). Called by a feeder after its turn, off a first result's path.
-/// Under loom, where it must not steer a model, they stay unknown.
-pub(crate) fn learn_cores() {
-    if !cfg!(lazy_par_map_loom) && CORES.get().is_none() {
-        let cores = std::thread::available_parallelism().ok().map(usize::from);
-        let _ = CORES.set(cores);
-    }
-}
-
-static CORES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{assert_settles, eventually, guarded, jitter, pool, sleep_us, SETTLE};
+use common::{eventually, guarded, jitter, pool, sleep_us, SETTLE};
 use lazy_par_map::prelude::*;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 fn named_pool(threads: usize, prefix: &'static str) -> Arc<rayon::ThreadPool> {
@@ -480,52 +479,5 @@ fn the_scoped_form_inside_install_runs_on_the_global_pool() {
         });
         assert_eq!(count, 400);
         assert_none_on(&names, "mine-", "scope");
-    });
-}
-
-/// While `f`'s cost is unknown, an ordered adapter on a pool with a thread per core leaves
-/// one core free (its consumer, woken for the first result, must not wait for a core behind
-/// runners busy in `f`); an unordered one, or a pool of another size, starts every thread.
-/// Every `f` waits on a gate here, so no cost is ever measured while the gate is closed.
-#[test]
-fn until_f_is_timed_an_ordered_adapter_leaves_one_core_free() {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if cores < 2 {
-        return;
-    }
-    guarded(move || {
-        // The process learns its cores when a feeder ends its first turn.
-        assert_eq!((0..4u64).lazy_par_map(|x| x).count(), 4);
-        let in_flight = |ordered: bool, threads: usize, expected: usize, what: &str| {
-            let gate = common::Gate::new();
-            let entered = Arc::new(AtomicUsize::new(0));
-            let (in_f, entered_f) = (Arc::clone(&gate), Arc::clone(&entered));
-            let it = (0..64u64)
-                .lazy_par_map(move |i| {
-                    entered_f.fetch_add(1, SeqCst);
-                    in_f.wait(SETTLE * 2);
-                    i
-                })
-                .buffer(32)
-                .pool(pool(threads));
-            let it = if ordered {
-                it.start()
-            } else {
-                it.unordered().start()
-            };
-            assert_settles(what, || entered.load(SeqCst), expected);
-            gate.open();
-            let mut got: Vec<u64> = it.collect();
-            got.sort_unstable();
-            assert_eq!(got, (0..64).collect::<Vec<_>>(), "{what}: every item, once");
-        };
-        in_flight(true, cores, cores - 1, "ordered, a thread per core");
-        in_flight(false, cores, cores, "unordered, a thread per core");
-        in_flight(
-            true,
-            cores + 1,
-            cores + 1,
-            "ordered, more threads than cores",
-        );
     });
 }

@@ -356,25 +356,6 @@ impl<T, R, F> Shared<T, R, F> {
         self.max_runners.load(Relaxed)
     }
 
-    /// How many runners may run at once while `f`'s cost is unknown. When the pool has a
-    /// thread per core (rayon's default), an ordered adapter leaves one core free until the
-    /// first item's time is known; the next push starts the rest. Otherwise a consumer
-    /// woken for its first result may wait for a core while every runner is busy in a long
-    /// `f`: on Linux's EEVDF scheduler until a runner's time slice ends (3 ms; measured
-    /// with `perf sched timehist`, a 1 ms busy `f` gave its first result after 2 to 5 ms).
-    /// An unordered adapter starts them all (its first result may be any item), and so does
-    /// a pool with more threads than cores (meant for blocking `f`) or fewer. The cores are
-    /// known once a feeder has finished its first turn in the process (reading them takes
-    /// tens of microseconds, kept off a first result's path); until then, every thread.
-    fn first_runners(&self) -> usize {
-        let threads = self.max_runners();
-        if self.ordered && threads > 1 && Some(threads) == crate::pool::cores_if_known() {
-            threads - 1
-        } else {
-            threads
-        }
-    }
-
     /// Whether the feeder should stop taking items.
     pub(crate) fn is_stopped(&self) -> bool {
         self.flags.0.cancelled.load(Relaxed) || self.flags.0.stop_at.load(Relaxed) != u64::MAX
@@ -554,11 +535,7 @@ impl<T, R, F> Shared<T, R, F> {
     }
 
     fn claim_runner(&self) -> bool {
-        let max = if self.f_nanos.load(Relaxed) == 0 {
-            self.first_runners()
-        } else {
-            self.max_runners()
-        };
+        let max = self.max_runners();
         let mut running = self.runners.0.load(SeqCst);
         loop {
             if running >= max {
