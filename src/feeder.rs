@@ -287,6 +287,7 @@ where
     pub(crate) fn run_on_own_thread(mut self) {
         let mut timed_out = false;
         while let Some(want) = self.turn(timed_out) {
+            crate::pool::learn_cores();
             timed_out = self.shared.park_thread(self.taken, want);
         }
         // The source is dropped here, on the feeder's thread, after the consumer can see
@@ -334,7 +335,9 @@ where
     fn resume(mut self: Box<Self>, mut timed_out: bool) -> bool {
         let feeding = std::sync::Arc::clone(&self.feeding);
         loop {
-            let Some(want) = self.feeder.turn(timed_out) else {
+            let turn = self.feeder.turn(timed_out);
+            crate::pool::learn_cores();
+            let Some(want) = turn else {
                 return false;
             };
             timed_out = false;

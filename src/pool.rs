@@ -48,6 +48,22 @@ impl Pool {
     }
 }
 
+/// The cores available to this process, once [`learn_cores`] has read them.
+pub(crate) fn cores_if_known() -> Option<usize> {
+    CORES.get().copied().flatten()
+}
+
+/// Reads the cores available to this process, once per process (it reads cgroup files:
+/// 40 to 90 µs here). Called by a feeder after its turn, off a first result's path.
+pub(crate) fn learn_cores() {
+    if CORES.get().is_none() {
+        let cores = std::thread::available_parallelism().ok().map(usize::from);
+        let _ = CORES.set(cores);
+    }
+}
+
+static CORES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -98,12 +98,16 @@ impl<T, R, F> Shared<T, R, F> {
                     std::thread::yield_now();
                     continue;
                 }
-                // Otherwise a short pause in place: a first result, or a batch of a cheap
-                // `f`, is often microseconds away, and a sleep costs a wake-up.
-                if pausing_since
-                    .get_or_insert_with(Instant::now)
-                    .elapsed()
-                    .lt(&CONSUMER_PAUSE)
+                // Otherwise a short pause in place: a first result is often microseconds
+                // away, and a sleep costs a wake-up. Not after the yields (their batches
+                // are quick, and a pause would only delay the sleep), nor on a single core,
+                // where it would hold the core the runner needs.
+                if spins == 0
+                    && crate::pool::cores_if_known() != Some(1)
+                    && pausing_since
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        .lt(&CONSUMER_PAUSE)
                 {
                     drop(ring);
                     for _ in 0..64 {
