@@ -445,6 +445,13 @@ impl<T, R, F> Shared<T, R, F> {
         ready
     }
 
+    /// Whether the feeder waits for the consumer to free slots (parked in its turn, or
+    /// asleep on its own thread): no item comes until the consumer takes some. A hint,
+    /// read without the lock.
+    pub(crate) fn feeder_parked(&self) -> bool {
+        self.wake_feeder_at.0.load(Relaxed) != u64::MAX
+    }
+
     /// With the lock held: takes the parked feeder out, to resume once the lock is
     /// released ([`Resume::run`]).
     fn unpark(&self, ring: &mut Ring<R>) -> Resume {

@@ -57,8 +57,11 @@ where
     /// The next run of items for a runner: the first, and the rest in `local`. When the
     /// queue is empty the runner lingers a little (yielding its thread to whoever is
     /// runnable) before it gives up, because a stream of cheap items would otherwise cost a
-    /// rayon `spawn` and a wake-up per batch. Results it `held` go to the consumer at the
-    /// first empty look if the consumer waits, else when the runner gives up.
+    /// rayon `spawn` and a wake-up per batch; but not once the feeder has parked, when the
+    /// next items wait for the consumer to free slots (with 2,000 live adapters of 4 slots,
+    /// consumed round-robin, the linger made an item cost 6.7 µs instead of 1.5). Results it
+    /// `held` go to the consumer at the first empty look if the consumer waits, else when
+    /// the runner gives up.
     #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
     fn next_item(&self, local: &Local<Item<T>>, held: &mut Option<Batch<R>>) -> Option<Item<T>> {
         let queue = self.queue.get();
@@ -71,6 +74,9 @@ where
             }
             if self.is_stopped() || self.feeder_done.load(Relaxed) {
                 return None;
+            }
+            if self.feeder_parked() {
+                break;
             }
             std::thread::yield_now();
         }
