@@ -8,8 +8,13 @@ use crate::mapper::MapFn;
 use crate::silent::drop_silently;
 use crate::sync::{fence, Local};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
+
+/// The cost of `f` per item first measured by the process's latest adapter (0: none yet).
+/// A consumer waiting for a first result goes by it (see `Shared::may_yield`).
+pub(super) static RECENT_F_NANOS: AtomicU64 = AtomicU64::new(0);
 
 impl<T, R, F> Shared<T, R, F>
 where
@@ -182,6 +187,8 @@ where
             let per_item = started.elapsed().as_nanos() as u64 / ran as u64;
             let old = self.f_nanos.load(Relaxed);
             let new = if old == 0 {
+                // The first measure of this adapter's `f`: the process's latest.
+                RECENT_F_NANOS.store(per_item.max(1), Relaxed);
                 per_item
             } else {
                 (old * 3 + per_item) / 4

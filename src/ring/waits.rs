@@ -89,7 +89,7 @@ impl<T, R, F> Shared<T, R, F> {
                 return next;
             }
             if !on_worker && deadline.is_none() {
-                if spins < CONSUMER_SPIN && self.quick_batches() {
+                if spins < CONSUMER_SPIN && self.may_yield() {
                     // A batch is a few microseconds from done: yield rather than sleep.
                     spins += 1;
                     let resume = self.nudge_feeder(&mut ring);
@@ -155,14 +155,24 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Whether a runner's batch is known to take under [`CONSUMER_SPIN_NANOS`] (not while
-    /// `f`'s cost is unknown).
-    fn quick_batches(&self) -> bool
+    /// Whether the consumer may yield its thread while it waits: when a runner's batch is
+    /// known to take under [`CONSUMER_SPIN_NANOS`]. While this adapter's `f` is untimed,
+    /// when the process's latest adapter found its `f` that quick (many short adapters of
+    /// a cheap `f`: the feeder and the runners are starting, and a yield lets them use this
+    /// core at once); not in a process's first adapter, nor after a slow one: the first `f`
+    /// may be a long busy loop, and a yield would hand it this core (see
+    /// [`CONSUMER_SPIN_NANOS`]).
+    fn may_yield(&self) -> bool
     where
         F: MapFn<T, Output = R>,
     {
-        let f_nanos = self.f_nanos.load(Relaxed);
-        f_nanos != 0 && f_nanos.saturating_mul(self.batch_limit() as u64) < CONSUMER_SPIN_NANOS
+        match self.f_nanos.load(Relaxed) {
+            0 => {
+                let recent = super::runners::RECENT_F_NANOS.load(Relaxed);
+                recent != 0 && recent < CONSUMER_SPIN_NANOS
+            }
+            f_nanos => f_nanos.saturating_mul(self.batch_limit() as u64) < CONSUMER_SPIN_NANOS,
+        }
     }
 
     /// One round of help by a consumer on a rayon worker: run a queued item of this adapter
