@@ -2,7 +2,7 @@
 //! helping, on a rayon worker), the async take, and cancel.
 
 use super::{
-    Batch, Next, Resume, Ring, Shared, CONSUMER_PAUSE, CONSUMER_SPIN, CONSUMER_SPIN_NANOS,
+    Batch, Next, Resume, Ring, Shared, CONSUMER_PAUSE, CONSUMER_SPIN, CONSUMER_YIELD_NANOS,
     HELP_POLL,
 };
 use crate::mapper::MapFn;
@@ -155,24 +155,18 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Whether the consumer may yield its thread while it waits: when a runner's batch is
-    /// known to take under [`CONSUMER_SPIN_NANOS`]. While this adapter's `f` is untimed,
+    /// Whether the consumer may yield its thread while it waits: when an item of `f` is
+    /// known to take under [`CONSUMER_YIELD_NANOS`]. While this adapter's `f` is untimed,
     /// when the process's latest adapter found its `f` that quick (many short adapters of
     /// a cheap `f`: the feeder and the runners are starting, and a yield lets them use this
     /// core at once); not in a process's first adapter, nor after a slow one: the first `f`
-    /// may be a long busy loop, and a yield would hand it this core (see
-    /// [`CONSUMER_SPIN_NANOS`]).
-    fn may_yield(&self) -> bool
-    where
-        F: MapFn<T, Output = R>,
-    {
-        match self.f_nanos.load(Relaxed) {
-            0 => {
-                let recent = super::runners::RECENT_F_NANOS.load(Relaxed);
-                recent != 0 && recent < CONSUMER_SPIN_NANOS
-            }
-            f_nanos => f_nanos.saturating_mul(self.batch_limit() as u64) < CONSUMER_SPIN_NANOS,
-        }
+    /// may be a long busy loop, and a yield would hand it this core.
+    fn may_yield(&self) -> bool {
+        let f_nanos = match self.f_nanos.load(Relaxed) {
+            0 => super::runners::RECENT_F_NANOS.load(Relaxed),
+            f_nanos => f_nanos,
+        };
+        f_nanos != 0 && f_nanos < CONSUMER_YIELD_NANOS
     }
 
     /// One round of help by a consumer on a rayon worker: run a queued item of this adapter
