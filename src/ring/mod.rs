@@ -93,21 +93,19 @@ const RUNNER_LINGER: u32 = 16;
 const RUNNER_LINGER: u32 = 0;
 
 /// How many times a consumer yields its thread, waiting for the next batch, before it sleeps
-/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns). Only
-/// while an item of `f` takes under [`CONSUMER_YIELD_NANOS`]: see there.
+/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns). Not
+/// while `f` is untimed, unless [`CONSUMER_YIELD_NANOS`] says so.
 #[cfg(not(lazy_par_map_loom))]
 const CONSUMER_SPIN: u32 = 8;
 
 #[cfg(lazy_par_map_loom)]
 const CONSUMER_SPIN: u32 = 0;
 
-/// The consumer yields before it sleeps only while an item of `f` is known to take less
-/// than this. A yield hands the core to whoever is runnable there, and on Linux's EEVDF
-/// scheduler a runner busy in a long `f` then keeps it for its whole time slice (3 ms):
-/// with a 1 ms busy `f`, a fresh process got its first result after 3.4 ms (median of 6),
-/// 1.5 ms once the consumer slept instead, and 500 such items ran at 1.77× sequential
-/// against 1.97×. With shorter items the yields pay: sleeping instead made 200,000 items
-/// of 0.5 µs 14% slower, 50,000 of 10 µs 10% slower (a wake-up per batch, on a busy core).
+/// While an adapter's `f` is untimed, its consumer yields before it sleeps only if the
+/// process's latest adapter found its `f` quicker than this. A yield hands the core to
+/// whoever is runnable there, and on Linux's EEVDF scheduler a runner busy in a long `f`
+/// then keeps it for its whole time slice (3 ms): with a 1 ms busy `f`, a fresh process got
+/// its first result after 3.4 ms (median of 6), 1.5 ms once the consumer slept instead.
 const CONSUMER_YIELD_NANOS: u64 = 100_000;
 
 /// Otherwise the consumer spins in place, without yielding, this long before it sleeps: a
