@@ -19,7 +19,9 @@
 //!   summary also gives `lpm-default`'s efficiency over `par_bridge`'s.
 //! - `first`: build an adapter over a 1,000,000-item source with `f` a 1 ms busy spin and
 //!   take the first result, against `(0..n).map(f).next()`. `par_bridge` is left out (it
-//!   maps the whole source first).
+//!   maps the whole source first). `rayon-spawn` is the floor for anything that runs `f` on
+//!   the pool: one `rayon::spawn` of `f` on the first item, its result sent back over a
+//!   channel (cold, it pays for building the pool as the adapters do).
 //! - `tiny`: 2,000,000 items of 4 mix rounds (a few ns each), default buffer: the cost of
 //!   an item's hand-off; ratio = `seq` time / time.
 //!
@@ -91,15 +93,19 @@ enum Contender {
     Pariter,
     /// `nested`'s reference: the outer loop sequential too, the whole job on one thread.
     Serial,
+    /// `first`'s floor for anything that runs `f` on the pool: one `rayon::spawn` of `f` on
+    /// the first item, its result sent back over a channel.
+    Spawn,
 }
 
 impl Contender {
-    const ALL: [Contender; 5] = [
+    const ALL: [Contender; 6] = [
         Contender::Seq,
         Contender::Lpm,
         Contender::ParBridge,
         Contender::Pariter,
         Contender::Serial,
+        Contender::Spawn,
     ];
 
     fn name(self) -> &'static str {
@@ -109,6 +115,7 @@ impl Contender {
             Contender::ParBridge => "par_bridge",
             Contender::Pariter => "pariter",
             Contender::Serial => "serial",
+            Contender::Spawn => "rayon-spawn",
         }
     }
 
@@ -150,7 +157,8 @@ impl Workload {
         use Contender::*;
         match self {
             Workload::Short | Workload::Tiny => &[Seq, Lpm, ParBridge, Pariter],
-            Workload::Live | Workload::First => &[Seq, Lpm, Pariter],
+            Workload::Live => &[Seq, Lpm, Pariter],
+            Workload::First => &[Seq, Lpm, Pariter, Spawn],
             Workload::Nested => &[Serial, Seq, Lpm, ParBridge, Pariter],
         }
     }
@@ -289,6 +297,18 @@ where
             },
             f,
         )),
+        Contender::Spawn => {
+            let mut source = source;
+            then.with(std::iter::from_fn(move || {
+                let x = source.next()?;
+                let (tx, rx) = std::sync::mpsc::channel();
+                let f = f.clone();
+                rayon::spawn(move || {
+                    let _ = tx.send(f(x));
+                });
+                rx.recv().ok()
+            }))
+        }
     }
 }
 
