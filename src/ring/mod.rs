@@ -93,20 +93,23 @@ const RUNNER_LINGER: u32 = 16;
 const RUNNER_LINGER: u32 = 0;
 
 /// How many times a consumer yields its thread, waiting for the next batch, before it sleeps
-/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns). Not
-/// while `f` is untimed, unless [`CONSUMER_YIELD_NANOS`] says so.
+/// (same measure, with [`RUNNER_LINGER`] 16: 8 gave 4.7 ns an item, 16 gave 5.6 ns). Only
+/// while batches are quick: see [`CONSUMER_YIELD_NANOS`].
 #[cfg(not(lazy_par_map_loom))]
 const CONSUMER_SPIN: u32 = 8;
 
 #[cfg(lazy_par_map_loom)]
 const CONSUMER_SPIN: u32 = 0;
 
-/// While an adapter's `f` is untimed, its consumer yields before it sleeps only if the
-/// process's latest adapter found its `f` quicker than this. A yield hands the core to
-/// whoever is runnable there, and on Linux's EEVDF scheduler a runner busy in a long `f`
-/// then keeps it for its whole time slice (3 ms): with a 1 ms busy `f`, a fresh process got
-/// its first result after 3.4 ms (median of 6), 1.5 ms once the consumer slept instead.
-const CONSUMER_YIELD_NANOS: u64 = 100_000;
+/// The consumer yields before it sleeps only while a runner's batch takes under this (or,
+/// while its `f` is untimed, an item of the process's latest adapter's `f` did). Waiting
+/// for quick batches the yields pay: sleeping instead, it is woken once a batch on a busy
+/// core (6 to 14% of throughput with items of 0.5 to 150 µs). For long ones they cost: each
+/// yield may hand the core to a runner busy in `f`, on Linux's EEVDF scheduler for its
+/// whole time slice (3 ms). With a 1 ms busy `f` a fresh process got its first result
+/// after 3.4 ms (median of 6), 1.5 ms once the consumer slept instead; 500 such items took
+/// 269 ms (median of 10, ideal 250), 253.7 ms with no yields.
+const CONSUMER_YIELD_NANOS: u64 = 500_000;
 
 /// Otherwise the consumer spins in place, without yielding, this long before it sleeps: a
 /// first result of a cheap `f` is often that close, and a sleep costs a wake-up (20,000

@@ -44,7 +44,7 @@ where
     /// How many results a runner gathers into one batch: one while `f`'s cost is unknown,
     /// about [`TARGET_BATCH_NANOS`] of work once it is known, and never so many that fewer
     /// than two batches per thread fit in the ring.
-    fn batch_limit(&self) -> usize {
+    pub(super) fn batch_limit(&self) -> usize {
         #[cfg(lazy_par_map_loom)]
         return self.loom_batch;
         #[cfg(not(lazy_par_map_loom))]

@@ -155,19 +155,23 @@ impl<T, R, F> Shared<T, R, F> {
         }
     }
 
-    /// Whether the consumer may yield its thread while it waits: once `f` is timed, always
-    /// (sleeping instead, it is woken once a batch on a busy core: 6 to 14% of throughput
-    /// at 0.5 µs to 150 µs an item). While it is untimed, only if the process's latest
-    /// adapter found its `f` quicker than [`CONSUMER_YIELD_NANOS`] (many short adapters of
-    /// a cheap `f`: the feeder and the runners are starting, and a yield lets them use this
-    /// core at once); not in a process's first adapter, nor after a slow one: the first `f`
-    /// may be a long busy loop, and a yield would hand it this core for a time slice.
-    fn may_yield(&self) -> bool {
-        if self.f_nanos.load(Relaxed) != 0 {
-            return true;
+    /// Whether the consumer may yield its thread while it waits: once `f` is timed, while a
+    /// runner's batch takes under [`CONSUMER_YIELD_NANOS`]. While `f` is untimed, only if
+    /// the process's latest adapter found an item of its `f` that quick (many short adapters
+    /// of a cheap `f`: the feeder and the runners are starting, and a yield lets them use
+    /// this core at once); not in a process's first adapter, nor after a slow one: the first
+    /// `f` may be a long busy loop, and a yield would hand it this core for a time slice.
+    fn may_yield(&self) -> bool
+    where
+        F: MapFn<T, Output = R>,
+    {
+        match self.f_nanos.load(Relaxed) {
+            0 => {
+                let recent = super::runners::RECENT_F_NANOS.load(Relaxed);
+                recent != 0 && recent < CONSUMER_YIELD_NANOS
+            }
+            f_nanos => f_nanos.saturating_mul(self.batch_limit() as u64) < CONSUMER_YIELD_NANOS,
         }
-        let recent = super::runners::RECENT_F_NANOS.load(Relaxed);
-        recent != 0 && recent < CONSUMER_YIELD_NANOS
     }
 
     /// One round of help by a consumer on a rayon worker: run a queued item of this adapter
