@@ -337,6 +337,8 @@ where
         loop {
             let turn = self.feeder.turn(timed_out);
             crate::pool::learn_cores();
+            #[cfg(not(lazy_par_map_loom))]
+            Shared::arm_lift(&self.feeder.shared, &feeding);
             let Some(want) = turn else {
                 return false;
             };

@@ -57,8 +57,9 @@ pub(crate) trait Turn: Send {
 
 /// What a timer resumes: an adapter whose feeder may be parked.
 pub(crate) trait Timed: Send + Sync {
-    /// Resumes the feeder if it is still parked in the wait numbered `wait`.
-    fn time_out(&self, wait: u64);
+    /// Resumes the feeder if it is still parked in the wait numbered `wait` (or, for the
+    /// adapter's other timer, lets go of a runner held back: `ring::LIFT_WAIT`).
+    fn time_out(self: Arc<Self>, wait: u64);
 }
 
 /// A timer: an adapter and the number of the wait it belongs to.
@@ -272,7 +273,7 @@ impl Feeding {
                     let (adapter, wait) = entry.remove();
                     drop(state);
                     if let Some(adapter) = adapter.upgrade() {
-                        adapter.time_out(wait);
+                        Arc::clone(&adapter).time_out(wait);
                         // The last handle on the adapter may go here: its drop is silent.
                         crate::silent::drop_silently(adapter);
                     }

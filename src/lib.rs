@@ -79,6 +79,10 @@
 //! items a runner takes at once) a steal, a lock, an allocation and, when someone waits, a
 //! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
 //! about 200 µs of work when it is fast.
+//!
+//! After an adapter whose `f` was slow, an ordered adapter on a pool with one thread per
+//! core (rayon's default) holds one runner back until its own `f` is timed, or for 2 ms at
+//! most, so that a core is free for the consumer when the first result is ready.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

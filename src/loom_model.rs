@@ -97,7 +97,7 @@ where
     let runners: Threads = Arc::new(Mutex::new(Vec::new()));
     let started = Arc::clone(&runners);
     let start_runner = move |shared: Arc<Shared<I::Item, R, F>>| {
-        let runner = thread::spawn(move || shared.run_jobs());
+        let runner = thread::spawn(move || Shared::run_jobs(&shared));
         started.lock().unwrap().push(runner);
     };
     let (mut feeder, shared) = Feeder::adaptive(

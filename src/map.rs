@@ -7,7 +7,7 @@ use crate::feeder::{Feeder, Turns};
 use crate::feeding::Feeding;
 use crate::mapper::MapFn;
 use crate::pool::Pool;
-use crate::ring::Shared;
+use crate::ring::{Shared, Spawner};
 use crate::silent::drop_silently;
 use crate::stats::Stats;
 #[cfg(feature = "stream")]
@@ -292,14 +292,17 @@ where
         let keep_alive = runners_pool.clone();
         runners_pool.spawn(move || {
             keep_alive.mark_worker();
-            shared.run_jobs();
+            Shared::run_jobs(&shared);
             // The last reference may drop `f`, whose `Drop` may panic: a panic escaping a
             // rayon `spawn` aborts, so it is dropped silently.
             drop_silently(shared);
             drop(keep_alive);
         });
     };
-    let (feeder, shared) = Feeder::adaptive(source, config.shared(f), threads, start_runner);
+    let shared = config.shared(f);
+    let spawner: Spawner<I::Item, R, F> = Box::new(start_runner.clone());
+    let shared = move |queue| shared(queue).with_spawner(spawner);
+    let (feeder, shared) = Feeder::adaptive(source, shared, threads, start_runner);
     Turns::start(feeder, Feeding::global());
     Consumer::new(shared, pool)
 }

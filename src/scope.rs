@@ -225,7 +225,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                         .with_runners(|shared: Arc<Shared<I::Item, R, F>>| {
                             jobs.spawn(move |_| {
                                 Pool::Global.mark_worker();
-                                shared.run_jobs();
+                                Shared::run_jobs(&shared);
                                 drop_silently(shared);
                             });
                         })

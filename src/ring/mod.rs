@@ -122,6 +122,15 @@ const CONSUMER_PAUSE: Duration = Duration::ZERO;
 /// How long a consumer on a rayon worker blocks before it looks for pool work again.
 pub(crate) const HELP_POLL: Duration = Duration::from_millis(1);
 
+/// Starts a runner for an adapter ([`Shared::lift`]).
+pub(crate) type Spawner<T, R, F> = Box<dyn Fn(Arc<Shared<T, R, F>>) + Send + Sync>;
+
+/// How long a runner may be held back while `f` is untimed ([`Shared::first_runners`]).
+pub(crate) const LIFT_AFTER: Duration = Duration::from_millis(2);
+
+/// The timer number that lets go of a held-back runner (a feeder's waits count from 0).
+pub(crate) const LIFT_WAIT: u64 = u64::MAX;
+
 /// An item on its way to the pool, with its sequence number.
 pub(crate) type Item<T> = (u64, T);
 
@@ -178,7 +187,12 @@ where
     R: Send,
     F: Send + Sync,
 {
-    fn time_out(&self, wait: u64) {
+    fn time_out(self: std::sync::Arc<Self>, wait: u64) {
+        #[cfg(not(lazy_par_map_loom))]
+        if wait == LIFT_WAIT {
+            Shared::lift(&self);
+            return;
+        }
         let mut ring = self.ring.lock();
         if ring.wait_id != wait || !matches!(ring.parked, Some(Parked::Turn(..))) {
             return;
@@ -262,6 +276,13 @@ pub(crate) struct Shared<T, R, F> {
     /// Runners allowed at once: the pool's thread count, set by the feeder as it starts
     /// (it asks the pool from its own thread, outside every `install`).
     max_runners: AtomicUsize,
+    /// Starts one more runner on the adapter's pool: set by the map forms, for
+    /// [`Shared::lift`]. Without it (the scoped form, loom models) no runner is held back.
+    spawner: Option<Spawner<T, R, F>>,
+    /// The runner held back while `f` was untimed has been let go ([`Shared::lift`]).
+    lifted: AtomicBool,
+    /// A timer lets go of it ([`Shared::arm_lift`]).
+    lift_armed: AtomicBool,
     /// Items the consumer has returned; written by the consumer after every item.
     yielded: Padded<AtomicU64>,
     /// Items the source has returned (for `stats`); written by the feeder after every item.
@@ -314,6 +335,9 @@ impl<T, R, F> Shared<T, R, F> {
             inline,
             stop_when,
             max_runners: AtomicUsize::new(1),
+            spawner: None,
+            lifted: AtomicBool::new(false),
+            lift_armed: AtomicBool::new(false),
             yielded: Padded(AtomicU64::new(0)),
             taken: Padded(AtomicU64::new(0)),
             wake_feeder_at: Padded(AtomicU64::new(u64::MAX)),
@@ -357,6 +381,68 @@ impl<T, R, F> Shared<T, R, F> {
     /// How many runners may run at once.
     pub(crate) fn max_runners(&self) -> usize {
         self.max_runners.load(Relaxed)
+    }
+
+    /// The same state, able to start runners itself ([`Shared::lift`]).
+    pub(crate) fn with_spawner(mut self, spawner: Spawner<T, R, F>) -> Self {
+        self.spawner = Some(spawner);
+        self
+    }
+
+    /// How many runners may run at once while `f` is untimed. One is held back when the
+    /// pool has a thread per core (rayon's default), the adapter is ordered and the
+    /// process's latest adapter found its `f` slow (500 µs an item or more): with every
+    /// core running a long busy `f`, the consumer woken for its first result would wait
+    /// for a core until a runner's time slice ends (Linux's EEVDF: 3 ms; a warm process
+    /// got its first result of a 1 ms busy `f` after 1.1 or 4.9 ms). The held-back runner
+    /// starts once `f` is timed (the runner that timed it starts it), or [`LIFT_AFTER`]
+    /// after the feeder's first turn (a timer), so an `f` that waits for another item's
+    /// `f` is delayed, never stuck. Unordered adapters, pools of another size (more
+    /// threads than cores are for a blocking `f`), the scoped form, and a process's first
+    /// adapter (its cores are not read yet) start every runner at once.
+    fn first_runners(&self) -> usize {
+        let threads = self.max_runners();
+        let hold_back = self.ordered
+            && threads > 1
+            && self.spawner.is_some()
+            && !self.lifted.load(Relaxed)
+            && runners::RECENT_F_NANOS.load(Relaxed) >= CONSUMER_YIELD_NANOS
+            && Some(threads) == crate::pool::cores_if_known();
+        threads - usize::from(hold_back)
+    }
+
+    /// Whether a runner is held back ([`Shared::first_runners`]).
+    pub(crate) fn lift_pending(&self) -> bool {
+        self.f_nanos.load(Relaxed) == 0 && self.first_runners() < self.max_runners()
+    }
+
+    /// Lets go of the runner held back while `f` was untimed, and starts it if items wait
+    /// and are worth a spawn.
+    pub(crate) fn lift(this: &Arc<Self>) {
+        if this.lifted.swap(true, SeqCst) {
+            return;
+        }
+        if let Some(spawn) = &this.spawner {
+            fence(SeqCst);
+            let queued = this.queue.get().len() as u64;
+            let f_nanos = this.f_nanos.load(Relaxed);
+            let worth = f_nanos == 0 || queued.saturating_mul(f_nanos) >= SPAWN_WORTH_NANOS;
+            if queued > 0 && worth && this.claim_runner() {
+                spawn(Arc::clone(this));
+            }
+        }
+    }
+
+    /// Sets the timer that lets go of a held-back runner [`LIFT_AFTER`] from now, once.
+    #[cfg(not(lazy_par_map_loom))]
+    pub(crate) fn arm_lift(this: &Arc<Self>, feeding: &std::sync::Arc<Feeding>)
+    where
+        Self: Timed + 'static,
+    {
+        if this.lift_pending() && !this.lift_armed.swap(true, Relaxed) {
+            let me: std::sync::Weak<dyn Timed> = Arc::downgrade(this) as _;
+            feeding.add_timer(std::time::Instant::now() + LIFT_AFTER, (me, LIFT_WAIT));
+        }
     }
 
     /// Whether the feeder should stop taking items.
@@ -545,7 +631,11 @@ impl<T, R, F> Shared<T, R, F> {
     }
 
     fn claim_runner(&self) -> bool {
-        let max = self.max_runners();
+        let max = if self.f_nanos.load(Relaxed) == 0 {
+            self.first_runners()
+        } else {
+            self.max_runners()
+        };
         let mut running = self.runners.0.load(SeqCst);
         loop {
             if running >= max {

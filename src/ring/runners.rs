@@ -6,7 +6,7 @@ use super::{Batch, Item, Ring, Shared, RUNNER_LINGER};
 use super::{MAX_BATCH, TARGET_BATCH_NANOS};
 use crate::mapper::MapFn;
 use crate::silent::drop_silently;
-use crate::sync::{fence, Local};
+use crate::sync::{fence, Arc, Local};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -22,19 +22,25 @@ where
 {
     /// A runner's body, spawned on the pool: run items until the queue is empty. It never
     /// unwinds (a panic escaping a rayon `spawn` aborts the process).
-    pub(crate) fn run_jobs(&self) {
+    /// Once `f` is timed it starts the runner held back meanwhile, if one was
+    /// ([`Shared::lift`]).
+    pub(crate) fn run_jobs(this: &Arc<Self>) {
         let local = Local::new();
         let mut held = None;
-        let f = self.f.get();
+        let f = this.f.get();
         let mut scratch = f.open();
         loop {
-            while let Some(first) = self.next_item(&local, &mut held) {
-                self.run_batch(first, Some(&local), &mut held, &mut scratch);
+            while let Some(first) = this.next_item(&local, &mut held) {
+                let held_back = this.lift_pending();
+                this.run_batch(first, Some(&local), &mut held, &mut scratch);
+                if held_back {
+                    Shared::lift(this);
+                }
             }
-            self.deliver(&mut held);
-            self.runners.0.fetch_sub(1, SeqCst);
+            this.deliver(&mut held);
+            this.runners.0.fetch_sub(1, SeqCst);
             fence(SeqCst);
-            if self.queue.get().is_empty() || !self.claim_runner() {
+            if this.queue.get().is_empty() || !this.claim_runner() {
                 f.close(scratch);
                 return;
             }
