@@ -108,7 +108,9 @@ const CONSUMER_SPIN: u32 = 0;
 /// yield may hand the core to a runner busy in `f`, on Linux's EEVDF scheduler for its
 /// whole time slice (3 ms). With a 1 ms busy `f` a fresh process got its first result
 /// after 3.4 ms (median of 6), 1.5 ms once the consumer slept instead; 500 such items took
-/// 269 ms (median of 10, ideal 250), 253.7 ms with no yields.
+/// 269 ms (median of 10, ideal 250), 253.7 ms with no yields. The same line decides
+/// whether an untimed adapter holds a runner back ([`Shared::first_runners`]): after an
+/// `f` this slow, a first result is worth a core left free.
 const CONSUMER_YIELD_NANOS: u64 = 500_000;
 
 /// Otherwise the consumer spins in place, without yielding, this long before it sleeps: a

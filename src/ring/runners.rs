@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
 
 /// The cost of `f` per item first measured by the process's latest adapter (0: none yet).
-/// A consumer waiting for a first result goes by it (see `Shared::may_yield`).
+/// An adapter whose own `f` is untimed goes by it: its consumer to choose between yielding
+/// and sleeping (`Shared::may_yield`), its feeder to hold a runner back or not
+/// (`Shared::first_runners`).
 pub(super) static RECENT_F_NANOS: AtomicU64 = AtomicU64::new(0);
 
 impl<T, R, F> Shared<T, R, F>
