@@ -193,7 +193,9 @@ impl Feeding {
         let key = (due, id);
         // A sleeping thread sleeps until the earliest timer: this one is earlier.
         // (A thread coming back from a turn, usually the one calling, will see it.)
-        let free = state.returning + usize::from(state.spawning);
+        // A timer set from a turn (a runner held back, `Shared::arm_lift`) spawns no thread
+        // for itself: the calling thread sees it when its turn ends.
+        let free = state.returning + usize::from(state.spawning) + usize::from(on_feeding_thread());
         let need = match earliest && free == 0 {
             true if state.idle > 0 => Need::Wake,
             true => Need::spawn(&mut state),
@@ -230,6 +232,7 @@ impl Feeding {
     /// A feeding thread's body: run turns and due timers; sleep when there are none; exit
     /// after [`KEEP_ALIVE`] with nothing to do.
     fn work(self: Arc<Self>) {
+        ON_FEEDING_THREAD.with(|on| on.set(true));
         let mut state = self.state.lock();
         state.spawning = false;
         let mut idle_since = Instant::now();
@@ -371,4 +374,14 @@ fn spawn(feeding: &Feeding, body: impl FnOnce() + Send + 'static) -> std::io::Re
     let handle = loom::thread::spawn(body);
     feeding.handles.lock().unwrap().push(handle);
     Ok(())
+}
+
+thread_local! {
+    /// This thread is a feeding thread (it looks at the timers whenever a turn ends).
+    static ON_FEEDING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a feeding thread.
+fn on_feeding_thread() -> bool {
+    ON_FEEDING_THREAD.with(std::cell::Cell::get)
 }
