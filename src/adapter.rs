@@ -6,9 +6,9 @@ use crate::consumer::{Consumer, Got};
 use crate::error::{NextTimeoutError, TryNextError};
 use crate::mapper::MapFn;
 use crate::pool::Pool;
-use crate::ring::{Item, Shared};
+use crate::queue::Queue;
+use crate::ring::Shared;
 use crate::stats::Stats;
-use crate::sync::Queue;
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ impl<R> Config<R> {
     }
 
     /// The shared state for this configuration, around the runners' end of the item queue.
-    pub(crate) fn shared<T, F>(&self, f: F) -> impl FnOnce(Queue<Item<T>>) -> Shared<T, R, F> {
+    pub(crate) fn shared<T, F>(&self, f: F) -> impl FnOnce(Queue<T>) -> Shared<T, R, F> {
         let (cap, ordered, stop_when, inline) =
             (self.cap(), self.ordered, self.stop_when, self.inline);
         move |queue| Shared::new(f, queue, cap, ordered, stop_when, inline)

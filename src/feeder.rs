@@ -10,9 +10,10 @@
 
 use crate::feeding::{Feeding, Turn};
 use crate::mapper::MapFn;
+use crate::queue::{Pusher, Queue};
 use crate::ring::{End, Shared};
 use crate::silent::Silent;
-use crate::sync::{Arc, Pusher};
+use crate::sync::Arc;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -111,7 +112,7 @@ where
     /// Dropped silently, on the feeder's thread, once the source has ended.
     pub(crate) source: Silent<I>,
     /// Where pulled items go; items left in it are dropped silently.
-    pub(crate) pusher: Silent<Pusher<(u64, I::Item)>>,
+    pub(crate) pusher: Silent<Pusher<I::Item>>,
     pub(crate) shared: Arc<Shared<I::Item, R, F>>,
     pub(crate) batching: Batching,
     /// Starts a runner on the pool.
@@ -136,16 +137,18 @@ where
     S: Fn(Arc<Shared<I::Item, R, F>>),
 {
     /// A feeder with adaptive batching over `source`, and the consumer's handle on the
-    /// same shared state, built by `shared` around the runners' end of the item queue.
+    /// same shared state, built by `shared` around the runners' end of the item queue (sized
+    /// for `cap` slots).
     /// `threads` is the pool's size if known (else the global pool's is read on the
     /// feeder's thread); `start_runner` spawns a runner on the pool.
     pub(crate) fn adaptive(
         source: I,
-        shared: impl FnOnce(crate::sync::Queue<(u64, I::Item)>) -> Shared<I::Item, R, F>,
+        cap: u64,
+        shared: impl FnOnce(Queue<I::Item>) -> Shared<I::Item, R, F>,
         threads: Option<usize>,
         start_runner: S,
     ) -> (Self, Arc<Shared<I::Item, R, F>>) {
-        let (pusher, queue) = crate::sync::queue();
+        let (pusher, queue) = crate::queue::queue(cap);
         let shared = Arc::new(shared(queue));
         let feeder = Feeder {
             source: Silent::new(source),
@@ -227,7 +230,7 @@ where
         let started = Instant::now();
         let before = self.taken;
         let source = self.source.get_mut();
-        let pusher = self.pusher.get();
+        let pusher = self.pusher.get_mut();
         let taken = &mut self.taken;
         let start_runner = &self.start_runner;
         let end = match catch_unwind(AssertUnwindSafe(|| {
@@ -244,7 +247,7 @@ where
                     // No pool hop: `f` is the identity; the consumer gets the item now.
                     shared.run_inline(*taken, item);
                 } else {
-                    pusher.push((*taken, item));
+                    pusher.push(*taken, item);
                 }
                 *taken += 1;
                 if *taken % 64 == 0 {

@@ -74,10 +74,10 @@
 //! the process, which are spawned when every one is busy and exit after half a second with
 //! nothing to do; a paused, full or finished adapter holds none (the scoped form, whose
 //! source may borrow, is the exception: one scoped thread per started adapter). Then a
-//! plain store and a fence per item pulled (the hand-off to the pool), a store and a fence
-//! per item returned (which resume the feeder exactly when it waits), and per *batch* (a run of consecutive
-//! items a runner takes at once) a steal, a lock, an allocation and, when someone waits, a
-//! wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
+//! few plain stores and a fence per item pulled (the hand-off to the pool), a store and a
+//! fence per item returned (which resume the feeder exactly when it waits), and per *batch*
+//! (a run of consecutive items a runner takes at once) a compare-and-swap, a lock, an
+//! allocation and, when someone waits, a wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
 //! about 200 µs of work when it is fast.
 //!
 //! After an adapter whose `f` was slow, an ordered adapter on a pool with one thread per
@@ -85,7 +85,8 @@
 //! most, so that a core is free for the consumer when the first result is ready.
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+// `unsafe` is allowed in one module only, `queue/ring.rs`, each block with its `// SAFETY:`.
+#![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 // Under loom only the protocol is built into models: the scoped form and timers go unused.
 #![cfg_attr(lazy_par_map_loom, allow(dead_code))]
 
@@ -97,6 +98,7 @@ mod feeding;
 mod map;
 mod mapper;
 mod pool;
+mod queue;
 mod readahead;
 mod ring;
 // The scoped form shares std `Arc`s with `dyn` and `Weak`, which loom's `Arc` lacks.

@@ -102,6 +102,7 @@ where
     };
     let (mut feeder, shared) = Feeder::adaptive(
         source,
+        config.cap,
         |queue| {
             let mut shared = Shared::new(f, queue, config.cap, config.ordered, None, config.inline);
             shared.loom_batch = config.batch as usize;

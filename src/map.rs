@@ -299,10 +299,10 @@ where
             drop(keep_alive);
         });
     };
-    let shared = config.shared(f);
+    let (cap, shared) = (config.cap(), config.shared(f));
     let spawner: Spawner<I::Item, R, F> = Box::new(start_runner.clone());
     let shared = move |queue| shared(queue).with_spawner(spawner);
-    let (feeder, shared) = Feeder::adaptive(source, shared, threads, start_runner);
+    let (feeder, shared) = Feeder::adaptive(source, cap, shared, threads, start_runner);
     Turns::start(feeder, Feeding::global());
     Consumer::new(shared, pool)
 }

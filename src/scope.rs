@@ -203,6 +203,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         move |source, f, config| {
             let (feeder, shared) = Feeder::adaptive(
                 source,
+                config.cap(),
                 config.shared(f),
                 // On the caller's thread if it is outside every pool, else on the feeder's:
                 // the global pool's size either way.

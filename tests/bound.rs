@@ -78,6 +78,32 @@ fn lookahead_never_exceeds_buffer_when_everything_is_fast() {
 }
 
 #[test]
+fn lookahead_never_exceeds_buffer_unordered_while_earlier_items_are_slower() {
+    let _serial = serial();
+    guarded(|| {
+        // In completion order the consumer returns later items while earlier ones are still
+        // in a runner's hands, so the feeder refills slots past them: the item queue must
+        // not hand it a slot still in use (`queue/ring.rs`).
+        for n in [1, 2, 3, 8] {
+            check_lookahead(n, 300, 300, 0, false);
+        }
+    });
+}
+
+#[test]
+fn lookahead_never_exceeds_buffer_on_either_side_of_the_ring_limit() {
+    let _serial = serial();
+    guarded(|| {
+        // Buffers up to 65,536 items queue them in a ring of slots, larger ones in a deque
+        // (`queue/mod.rs`): both keep the bound and the order over several laps.
+        for n in [65_536, 65_537] {
+            check_lookahead(n, 2 * n + 1_000, 0, 0, true);
+            check_lookahead(n, 2 * n + 1_000, 0, 0, false);
+        }
+    });
+}
+
+#[test]
 fn building_the_adapter_touches_nothing_and_starts_no_thread() {
     let _serial = serial();
     guarded(|| {

@@ -9,8 +9,8 @@
 //! `next()` has returned) and publishes it in an atomic after every item. The feeder may
 //! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
 //! never number more than `cap`. Each item gets a sequence number (`seq`) and goes to the
-//! pool *as soon as it is pulled*: the feeder pushes it, with a plain store, on a FIFO whose
-//! other end the runners steal from. An item never waits for a later pull, so a source that
+//! pool *as soon as it is pulled*: the feeder pushes it, with plain stores, on the item
+//! queue (`crate::queue`), whose other end the runners take runs from. An item never waits for a later pull, so a source that
 //! blocks between two items (a quiet channel, a socket) strands nothing. Batching happens on
 //! the taking side: a runner steals a run of consecutive items (up to about
 //! `TARGET_BATCH_NANOS` of work, at most half the queue) and hands their results back as one
@@ -55,8 +55,9 @@ mod runners;
 mod waits;
 
 use crate::feeding::{Feeding, Timed, TimerKey, Turn};
+use crate::queue::Queue;
 use crate::silent::{drop_each_silently, drop_silently, Silent};
-use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Queue};
+use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Padded};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -132,9 +133,6 @@ pub(crate) const LIFT_AFTER: Duration = Duration::from_millis(2);
 
 /// The timer number that lets go of a held-back runner (a feeder's waits count from 0).
 pub(crate) const LIFT_WAIT: u64 = u64::MAX;
-
-/// An item on its way to the pool, with its sequence number.
-pub(crate) type Item<T> = (u64, T);
 
 /// The results of a run of consecutive items `seq..seq + covered` that one runner took.
 pub(crate) struct Batch<R> {
@@ -246,11 +244,6 @@ struct Ring<R> {
     waker: Option<std::task::Waker>,
 }
 
-/// Cache-line padding, so the consumer's per-item counter does not share a line with
-/// fields other threads write.
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
 /// Whether work is still wanted.
 struct Flags {
     /// The adapter was dropped or has failed: take nothing more, skip work not started.
@@ -307,7 +300,7 @@ pub(crate) struct Shared<T, R, F> {
     /// queue empty delivers them at once instead of lingering with them.
     hungry: Padded<AtomicBool>,
     /// Items pulled and not yet started; items left in it are dropped silently.
-    queue: Silent<Queue<Item<T>>>,
+    queue: Silent<Queue<T>>,
     /// The finished batches, the end, and who waits.
     ring: Mutex<Ring<R>>,
     /// The consumer waits here for results.
@@ -322,7 +315,7 @@ pub(crate) struct Shared<T, R, F> {
 impl<T, R, F> Shared<T, R, F> {
     pub(crate) fn new(
         f: F,
-        queue: Queue<Item<T>>,
+        queue: Queue<T>,
         cap: u64,
         ordered: bool,
         stop_when: Option<fn(&R) -> bool>,

@@ -1,12 +1,13 @@
 //! The runners' side of the ring: the only code that calls `f`. A runner takes runs of
 //! items from the queue, maps them in a batch, and completes the batch into the ring.
 
-use super::{Batch, Item, Ring, Shared, RUNNER_LINGER};
+use super::{Batch, Ring, Shared, RUNNER_LINGER};
 #[cfg(not(lazy_par_map_loom))]
 use super::{MAX_BATCH, TARGET_BATCH_NANOS};
 use crate::mapper::MapFn;
+use crate::queue::{Item, Local};
 use crate::silent::drop_silently;
-use crate::sync::{fence, Arc, Local};
+use crate::sync::{fence, Arc};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -27,7 +28,7 @@ where
     /// Once `f` is timed it starts the runner held back meanwhile, if one was
     /// ([`Shared::lift`]).
     pub(crate) fn run_jobs(this: &Arc<Self>) {
-        let local = Local::new();
+        let local = Local::new(this.queue.get());
         let mut held = None;
         let f = this.f.get();
         let mut scratch = f.open();
@@ -76,10 +77,9 @@ where
     /// `held` go to the consumer at the first empty look if the consumer waits, else when
     /// the runner gives up.
     #[cfg_attr(lazy_par_map_loom, allow(clippy::reversed_empty_ranges))]
-    fn next_item(&self, local: &Local<Item<T>>, held: &mut Option<Batch<R>>) -> Option<Item<T>> {
-        let queue = self.queue.get();
+    fn next_item(&self, local: &Local<'_, T>, held: &mut Option<Batch<R>>) -> Option<Item<T>> {
         for _ in 0..RUNNER_LINGER {
-            if let Some(item) = queue.steal_batch(local, self.batch_limit()) {
+            if let Some(item) = local.steal(self.batch_limit()) {
                 return Some(item);
             }
             if held.is_some() && self.hungry.0.load(Relaxed) {
@@ -93,7 +93,7 @@ where
             }
             std::thread::yield_now();
         }
-        queue.steal_batch(local, self.batch_limit())
+        local.steal(self.batch_limit())
     }
 
     /// `readahead`'s hand-off, on the feeder's thread: maps `item` (the identity there) and
@@ -110,8 +110,8 @@ where
     /// one: as many as a runner would take (one while `f`'s cost is unknown), so that a
     /// nested consumer pays a steal and a lock per batch, not per item.
     pub(crate) fn run_some(&self) -> bool {
-        let local = Local::new();
-        match self.queue.get().steal_batch(&local, self.batch_limit()) {
+        let local = Local::new(self.queue.get());
+        match local.steal(self.batch_limit()) {
             Some(item) => {
                 let (mut held, f) = (None, self.f.get());
                 let mut scratch = f.open();
@@ -132,7 +132,7 @@ where
     fn run_batch(
         &self,
         first: Item<T>,
-        rest: Option<&Local<Item<T>>>,
+        rest: Option<&Local<'_, T>>,
         held: &mut Option<Batch<R>>,
         scratch: &mut F::Scratch,
     ) {
