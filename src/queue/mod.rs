@@ -91,8 +91,8 @@ impl<'q, T> Local<'q, T> {
     }
 
     /// Takes the oldest item of the queue, and up to `limit - 1` of the ones after it into
-    /// this run (at most half of the queue: the rest stays for other runners). The run must
-    /// be empty.
+    /// this run (about half of the queue, rounded up: the rest stays for other runners).
+    /// The run must be empty.
     #[inline]
     pub(crate) fn steal(&self, limit: usize) -> Option<Item<T>> {
         match &self.0 {

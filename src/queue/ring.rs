@@ -11,7 +11,7 @@
 //! - `claimed`, advanced by runners: every item below it belongs to a runner. A runner
 //!   reads `claimed` and `pushed` (acquire, so the items below `pushed` are visible to it)
 //!   and claims a run `[c, c + k)` with one compare-and-swap of `claimed` from `c` to
-//!   `c + k`, `k` at most its limit and at most half of what waits. The run is then its
+//!   `c + k`, `k` at most its limit and about half of what waits (rounded up). The run is then its
 //!   own: it moves every item out at once, into a buffer of its own, and stores each
 //!   slot's next lap, `seq / n + 1` (a release store), so the feeder's next write there
 //!   comes after the read.
@@ -107,10 +107,12 @@ impl<T> Slot<T> {
         // value is initialised, and it is read once (the caller's run moves past it).
         let value = unsafe { (*self.value.get()).assume_init_read() };
         #[cfg(lazy_par_map_loom)]
-        // SAFETY: as above; loom checks that no other thread touches the cell meanwhile.
+        // SAFETY: as above. Moving the value out is a write as far as loom is concerned, so
+        // that it fails a model where two threads take the same slot, not only a read that
+        // overlaps a write.
         let value = self
             .value
-            .with(|cell| unsafe { (*cell).assume_init_read() });
+            .with_mut(|cell| unsafe { (*cell).assume_init_read() });
         // Release: the feeder's acquire of the lap orders its next write after this read.
         self.lap.store(next_lap, Release);
         value
@@ -258,9 +260,11 @@ impl<T> Pusher<T> {
                 yield_now();
             }
         }
-        // SAFETY: the slot is empty; only this `Pusher` (one per ring, `&mut self`) writes
-        // slots, and no runner reads this one until it claims it, which needs `pushed` past
-        // it, published below.
+        // SAFETY: the slot is empty: its lap is this item's, stored (release) by the runner
+        // that moved item `at - n` out after its read, and loaded above (acquire), so that
+        // read happened before this write; at lap 0 the slot was never written. Only this
+        // `Pusher` (one per ring, `&mut self`) writes slots, and no runner reads this one
+        // until it claims it, which needs `pushed` past it, published below.
         unsafe { slot.put(item) };
         self.next = at + 1;
         ring.pushed.0.store(at + 1, Release);
@@ -302,14 +306,15 @@ impl<'q, T> Run<'q, T> {
         }
     }
 
-    /// Claims the next run of up to `limit` items of its queue (at most half of those
-    /// waiting, at least one), moves them out of the ring into this run, which must be
+    /// Claims the next run of up to `limit` items of its queue (about half of those
+    /// waiting, rounded up), moves them out of the ring into this run, which must be
     /// empty, and returns the first.
     #[inline]
     pub(super) fn take(&self, limit: usize) -> Option<Item<T>> {
         let ring = &*self.queue.0;
         let mut items = self.items.borrow_mut();
-        debug_assert!(items.is_empty(), "a run is taken into an empty one");
+        // Items left in the run would come out under the new run's sequence numbers.
+        assert!(items.is_empty(), "a run is taken into an empty one");
         // A compare-and-swap that fails returns the real start: one load fewer per claim.
         let mut start = self.end.get();
         loop {
@@ -320,14 +325,18 @@ impl<'q, T> Run<'q, T> {
             }
             let waiting = pushed - start;
             let len = waiting.div_ceil(2).clamp(1, limit.max(1) as u64);
+            // Before the claim, so that nothing between the claim and the moves can panic
+            // (claimed items that are never moved out would leak, and stall the feeder).
+            items.reserve((len - 1) as usize);
+            // Acquire on failure too: the next load of `pushed` then sees at least what the
+            // runner whose claim won saw.
             match ring
                 .claimed
                 .0
-                .compare_exchange(start, start + len, AcqRel, Relaxed)
+                .compare_exchange(start, start + len, AcqRel, Acquire)
             {
                 Ok(_) => {
                     let end = start + len;
-                    items.reserve((len - 1) as usize);
                     for seq in (start + 1..end).rev() {
                         // SAFETY: `seq < pushed` (its write is visible: acquire above), and
                         // the compare-and-swap made `start..end` ours alone.

@@ -1,0 +1,168 @@
+//! The floor of a hand-off: how fast any design that keeps the source, `f` and the consumer
+//! on three threads can move cheap items (the `tiny` workload: 2,000,000 items of 4 mix
+//! rounds, a few ns each), against a sequential `map` in the same run.
+//!
+//! Contenders:
+//! - `seq`: `(0..n).map(f)`.
+//! - `ideal`: a pipeline written for this one job, with nothing a library must have: a
+//!   feeder thread writes items into a ring of 1,024 atomic slots (the default buffer) and
+//!   publishes its count with a release store; one runner thread takes runs of up to 256
+//!   (a quarter of the buffer, as a runner on 2 threads does) and writes results into a
+//!   second ring; the bench thread reads them in order and publishes its count per item.
+//!   Every wait spins (yielding the thread), so it never sleeps nor needs a wake-up: it
+//!   burns its cores while it waits, which a library cannot do, and it runs one adapter
+//!   and stops. No lock, no read-modify-write per item, no panic or drop handling.
+//! - `ideal+fences`: the same with the two `SeqCst` fences per item that lazy-par-map's
+//!   protocol needs: the feeder's after each push (so that a runner leaving is seen, and an
+//!   item pulled never waits for a later pull) and the consumer's after each item returned
+//!   (so that a parked feeder is resumed exactly: a paused consumer finds `c + n` taken).
+//! - `lpm-default`: `(0..n).lazy_par_map(f)`, default buffer.
+//!
+//! `cargo bench --bench handoff` (`-- --quick` or `LPM_BENCH_QUICK=1` for a smoke run).
+//! Criterion prints its report; a summary follows: ns an item and the ratio to `seq` (its
+//! time over the contender's), medians of every timed run (criterion's warm-up included).
+
+mod common;
+
+use criterion::{SamplingMode, Throughput};
+use lazy_par_map::prelude::*;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{fence, AtomicU64};
+use std::time::{Duration, Instant};
+
+/// Slots of the ideal pipeline: the default buffer.
+const CAP: u64 = lazy_par_map::DEFAULT_BUFFER as u64;
+/// The largest run the ideal runner takes.
+const RUN: u64 = CAP / 4;
+
+fn f(x: u64) -> u64 {
+    common::mix_rounds(x, 4)
+}
+
+/// A counter on a cache line of its own.
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// Waits, yielding the thread, until `ready()`.
+fn spin_until(mut ready: impl FnMut() -> bool) {
+    while !ready() {
+        std::thread::yield_now();
+    }
+}
+
+/// The ideal pipeline over `0..n`, with the protocol's two fences per item if `fences`.
+fn ideal(n: u64, fences: bool) -> u64 {
+    let slots = |_| AtomicU64::new(0);
+    let (items, results): (Vec<AtomicU64>, Vec<AtomicU64>) =
+        ((0..CAP).map(slots).collect(), (0..CAP).map(slots).collect());
+    let (pushed, done, consumed) = (
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(0)),
+    );
+    let at = |i: u64| (i % CAP) as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut free = 0;
+            for i in 0..n {
+                if free == 0 {
+                    spin_until(|| {
+                        free = CAP - (i - consumed.0.load(Acquire));
+                        free > 0
+                    });
+                }
+                items[at(i)].store(i, Relaxed);
+                free -= 1;
+                pushed.0.store(i + 1, Release);
+                if fences {
+                    fence(SeqCst);
+                    std::hint::black_box(done.0.load(Relaxed));
+                }
+            }
+        });
+        s.spawn(|| {
+            let mut start = 0;
+            while start < n {
+                let mut end = 0;
+                spin_until(|| {
+                    end = pushed.0.load(Acquire).min(start + RUN);
+                    end > start
+                });
+                for i in start..end {
+                    let result = f(items[at(i)].load(Relaxed));
+                    results[at(i)].store(result, Relaxed);
+                }
+                done.0.store(end, Release);
+                start = end;
+            }
+        });
+        let mut check = 0u64;
+        let mut ready = 0;
+        for i in 0..n {
+            if i == ready {
+                spin_until(|| {
+                    ready = done.0.load(Acquire);
+                    ready > i
+                });
+            }
+            check = check.wrapping_add(results[at(i)].load(Relaxed));
+            consumed.0.store(i + 1, Release);
+            if fences {
+                fence(SeqCst);
+                std::hint::black_box(pushed.0.load(Relaxed));
+            }
+        }
+        check
+    })
+}
+
+fn main() {
+    let mut c = common::criterion();
+    let n = common::scaled(2_000_000, 10_000);
+    let expected = (0..n).map(f).fold(0, u64::wrapping_add);
+    let contenders: [(&str, &dyn Fn() -> u64); 4] = [
+        ("seq", &|| (0..n).map(f).fold(0, u64::wrapping_add)),
+        ("ideal", &|| ideal(n, false)),
+        ("ideal+fences", &|| ideal(n, true)),
+        ("lpm-default", &|| {
+            (0..n).lazy_par_map(f).fold(0, u64::wrapping_add)
+        }),
+    ];
+    let mut group = c.benchmark_group("handoff");
+    group
+        .throughput(Throughput::Elements(n))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    let mut medians = Vec::new();
+    for (name, run) in contenders {
+        let mut samples = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    let check = run();
+                    let took = started.elapsed();
+                    assert_eq!(check, expected, "{name} got a wrong result");
+                    samples.push(took);
+                    total += took;
+                }
+                total
+            })
+        });
+        medians.push((name, common::median(&samples)));
+    }
+    group.finish();
+    c.final_summary();
+    let seq = medians[0].1;
+    println!("\nhandoff: {n} items of a few ns, buffer {CAP} (medians of every run)");
+    for (name, median) in medians {
+        println!(
+            "  {name:<13} {:6.2} ns an item  {:.2}x seq",
+            median.as_nanos() as f64 / n as f64,
+            seq.as_secs_f64() / median.as_secs_f64(),
+        );
+    }
+}
