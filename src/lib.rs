@@ -77,8 +77,8 @@
 //! few plain stores and a fence per item pulled (the hand-off to the pool), a store and a
 //! fence per item returned (which resume the feeder exactly when it waits), and per *batch*
 //! (a run of consecutive items a runner takes at once) a compare-and-swap, a lock, an
-//! allocation and, when someone waits, a wake-up. Batches are one item long while `f` is slow or its cost unknown, and grow to
-//! about 200 µs of work when it is fast.
+//! allocation and, when someone waits, a wake-up. Batches are one item long while `f` is
+//! slow or its cost unknown, and grow to about 200 µs of work when it is fast.
 //!
 //! After an adapter whose `f` was slow, an ordered adapter on a pool with one thread per
 //! core (rayon's default) holds one runner back until its own `f` is timed, or for 2 ms at

@@ -10,12 +10,12 @@
 //! claim a slot only while `taken - yielded < cap`, so items taken and not yet returned
 //! never number more than `cap`. Each item gets a sequence number (`seq`) and goes to the
 //! pool *as soon as it is pulled*: the feeder pushes it, with plain stores, on the item
-//! queue (`crate::queue`), whose other end the runners take runs from. An item never waits for a later pull, so a source that
-//! blocks between two items (a quiet channel, a socket) strands nothing. Batching happens on
-//! the taking side: a runner steals a run of consecutive items (up to about
-//! `TARGET_BATCH_NANOS` of work, at most half the queue) and hands their results back as one
-//! [`Batch`], keyed by its first `seq`; the feeder's final `end` says how many items there
-//! were, so dispatching takes no lock.
+//! queue (`crate::queue`), whose other end the runners take runs from. An item never waits
+//! for a later pull, so a source that blocks between two items (a quiet channel, a socket)
+//! strands nothing. Batching happens on the taking side: a runner takes a run of
+//! consecutive items (up to about `TARGET_BATCH_NANOS` of work, about half the queue at
+//! most) and hands their results back as one [`Batch`], keyed by its first `seq`; the
+//! feeder's final `end` says how many items there were, so dispatching takes no lock.
 //!
 //! # Who waits on what, who wakes whom
 //! - The **consumer** waits on `consumer_cv` for the batch that starts at `next_seq` (or,
