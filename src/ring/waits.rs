@@ -103,6 +103,7 @@ impl<T, R, F> Shared<T, R, F> {
                 // are quick, and a pause would only delay the sleep), nor on a single core,
                 // where it would hold the core the runner needs.
                 if spins == 0
+                    && self.f_nanos.load(Relaxed) == 0
                     && crate::pool::cores_if_known() != Some(1)
                     && pausing_since
                         .get_or_insert_with(Instant::now)
