@@ -107,6 +107,12 @@ fn a_slow_source_never_blocks_the_consumer() {
         gate.open();
         assert_eq!(it.next_timeout(Duration::from_secs(10)), Ok(1));
         assert_eq!(it.next(), Some(2));
+        // The end is known once the feeder's next pull returns `None`, which may come a
+        // moment after item 2: wait for it, then it stays.
+        assert_eq!(
+            it.next_timeout(Duration::from_secs(10)),
+            Err(NextTimeoutError::Finished)
+        );
         assert_eq!(it.try_next(), Err(TryNextError::Finished));
         assert_eq!(it.next(), None);
     });
