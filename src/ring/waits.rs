@@ -98,10 +98,12 @@ impl<T, R, F> Shared<T, R, F> {
                     std::thread::yield_now();
                     continue;
                 }
-                // Otherwise a short pause in place: a first result is often microseconds
-                // away, and a sleep costs a wake-up. Not after the yields (their batches
-                // are quick, and a pause would only delay the sleep), nor on a single core,
-                // where it would hold the core the runner needs.
+                // Otherwise, while `f` is untimed, a short pause in place: a first result
+                // is often microseconds away, and a sleep costs a wake-up. Not after the
+                // yields (their batches are quick, and a pause would only delay the sleep),
+                // not once `f` is timed slow (the next result is a fraction of a slow batch
+                // away, and the pause takes a core from a runner: `CONSUMER_PAUSE`), nor on a
+                // single core, where it would hold the core the runner needs.
                 if spins == 0
                     && self.f_nanos.load(Relaxed) == 0
                     && crate::pool::cores_if_known() != Some(1)
