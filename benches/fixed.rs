@@ -17,6 +17,8 @@
 //!   0.5 µs); the contender is the inner adapter (`seq`: a plain `map`). Efficiency =
 //!   (`serial` time / threads) / time, where `serial` runs the whole job on one thread; the
 //!   summary also gives `lpm-default`'s efficiency over `par_bridge`'s.
+//! - `nested-cheap`: the same with `f` a tenth as costly (≈ 50 ns), where the feeding
+//!   threads' share of the cores and their hand-offs with the pool weigh most.
 //! - `first`: build an adapter over a 1,000,000-item source with `f` a 1 ms busy spin and
 //!   take the first result, against `(0..n).map(f).next()`. `par_bridge` is left out (it
 //!   maps the whole source first). `rayon-spawn` is the floor for anything that runs `f` on
@@ -67,6 +69,8 @@ const SHORT_ITEMS: u64 = 8;
 const LIVE_ITEMS: u64 = 100;
 const LIVE_BUFFER: usize = 4;
 const NESTED_OUTER: u64 = 8;
+/// `nested-cheap`'s `f` is this many times cheaper than the others' (≈ 50 ns).
+const NESTED_CHEAPER: u32 = 10;
 const FIRST_SOURCE: u64 = 1_000_000;
 const FIRST_SPIN: Duration = Duration::from_millis(1);
 /// Off the clock after each warm `first`: long enough for the jobs a dropped adapter leaves
@@ -129,15 +133,17 @@ enum Workload {
     Short,
     Live,
     Nested,
+    NestedCheap,
     First,
     Tiny,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 6] = [
         Workload::Short,
         Workload::Live,
         Workload::Nested,
+        Workload::NestedCheap,
         Workload::First,
         Workload::Tiny,
     ];
@@ -147,6 +153,7 @@ impl Workload {
             Workload::Short => "short",
             Workload::Live => "live",
             Workload::Nested => "nested",
+            Workload::NestedCheap => "nested-cheap",
             Workload::First => "first",
             Workload::Tiny => "tiny",
         }
@@ -159,7 +166,7 @@ impl Workload {
             Workload::Short | Workload::Tiny => &[Seq, Lpm, ParBridge, Pariter],
             Workload::Live => &[Seq, Lpm, Pariter],
             Workload::First => &[Seq, Lpm, Pariter, Spawn],
-            Workload::Nested => &[Serial, Seq, Lpm, ParBridge, Pariter],
+            Workload::Nested | Workload::NestedCheap => &[Serial, Seq, Lpm, ParBridge, Pariter],
         }
     }
 
@@ -168,7 +175,9 @@ impl Workload {
         match self {
             Workload::Short => ("adapter", sizes.short_adapters),
             Workload::Live => ("item", sizes.live_adapters * LIVE_ITEMS),
-            Workload::Nested | Workload::First | Workload::Tiny => ("run", 1),
+            Workload::Nested | Workload::NestedCheap | Workload::First | Workload::Tiny => {
+                ("run", 1)
+            }
         }
     }
 
@@ -177,7 +186,7 @@ impl Workload {
         match self {
             Workload::Short => (sizes.short_adapters, SHORT_ITEMS),
             Workload::Live => (sizes.live_adapters, LIVE_ITEMS),
-            Workload::Nested => (NESTED_OUTER, sizes.nested_items),
+            Workload::Nested | Workload::NestedCheap => (NESTED_OUTER, sizes.nested_items),
             Workload::First => (1, FIRST_SOURCE),
             Workload::Tiny => (1, sizes.tiny_items),
         }
@@ -380,17 +389,15 @@ fn run(workload: Workload, contender: Contender, sizes: &Sizes) -> Run {
             }
             check
         }
-        Workload::Nested => {
+        Workload::Nested | Workload::NestedCheap => {
+            let rounds = match workload {
+                Workload::NestedCheap => (rounds / NESTED_CHEAPER).max(1),
+                _ => rounds,
+            };
+            let f = move |x| common::mix_rounds(x, rounds);
             let inner = |o: u64| {
                 let items = o * sizes.nested_items..(o + 1) * sizes.nested_items;
-                adapter(
-                    contender,
-                    items,
-                    half_us,
-                    None,
-                    threads,
-                    Fold(Check::default()),
-                )
+                adapter(contender, items, f, None, threads, Fold(Check::default()))
             };
             let checks: Vec<Check> = if contender == Contender::Serial {
                 (0..NESTED_OUTER).map(inner).collect()
@@ -693,7 +700,7 @@ fn summarize(rows: &[Row], sizes: &Sizes) {
         sizes.tiny_items
     );
     println!(
-        "{:<8} {:<5} {:<12} {:>8} {:>11} {:>7} {:>6} {:>8}",
+        "{:<12} {:<5} {:<12} {:>8} {:>11} {:>7} {:>6} {:>8}",
         "workload", "mode", "contender", "per", "median", "vs ref", "eff", "threads"
     );
     let med = |w: Workload, mode: &str, c: Contender| {
@@ -709,12 +716,12 @@ fn summarize(rows: &[Row], sizes: &Sizes) {
         let reference = med(row.workload, row.mode, row.workload.contenders()[0]);
         let ratio = reference.map(|r| r.as_secs_f64() / m.as_secs_f64());
         let efficiency = match row.workload {
-            Workload::Nested => ratio.map(|r| r / sizes.threads as f64),
+            Workload::Nested | Workload::NestedCheap => ratio.map(|r| r / sizes.threads as f64),
             _ => None,
         };
         wrong |= row.wrong > 0;
         let line = format!(
-            "{:<8} {:<5} {:<12} {:>8} {:>11} {:>7} {:>6} {:>8}",
+            "{:<12} {:<5} {:<12} {:>8} {:>11} {:>7} {:>6} {:>8}",
             row.workload.name(),
             row.mode,
             row.contender.name(),
@@ -765,13 +772,16 @@ fn summarize(rows: &[Row], sizes: &Sizes) {
             ("run_at", run_at.into()),
         ]));
     }
-    for mode in ["warm", "cold"] {
-        let eff = |c| med(Workload::Nested, mode, c);
-        if let (Some(lpm), Some(bridge)) = (eff(Contender::Lpm), eff(Contender::ParBridge)) {
-            println!(
-                "nested {mode}: lpm-default efficiency / par_bridge efficiency = {:.2}",
-                bridge.as_secs_f64() / lpm.as_secs_f64()
-            );
+    for workload in [Workload::Nested, Workload::NestedCheap] {
+        for mode in ["warm", "cold"] {
+            let eff = |c| med(workload, mode, c);
+            if let (Some(lpm), Some(bridge)) = (eff(Contender::Lpm), eff(Contender::ParBridge)) {
+                println!(
+                    "{} {mode}: lpm-default efficiency / par_bridge efficiency = {:.2}",
+                    workload.name(),
+                    bridge.as_secs_f64() / lpm.as_secs_f64()
+                );
+            }
         }
     }
     common::write_summary(&lines);

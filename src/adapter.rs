@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// Chosen from `cargo bench` on 2 cores (the README's table): with 1024 slots, an `f` of
 /// about 0.5 µs or more runs about as fast as with larger buffers (1.82× sequential against
 /// 1.92× with 16384 slots), the first result comes soonest, and at most 1024 items are
-/// held. An `f` of a few nanoseconds wants a larger buffer (0.20× to 0.25× sequential at
+/// held. An `f` of a few nanoseconds wants a larger buffer (0.21× to 0.30× sequential at
 /// 1024, 0.34× at 16384), since a runner's batch holds at most a quarter of the buffer on 2
 /// threads.
 pub const DEFAULT_BUFFER: usize = 1024;
