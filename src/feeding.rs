@@ -40,8 +40,13 @@ const KEEP_ALIVE: Duration = Duration::from_millis(500);
 /// last free thread holds back for up to [`STALL`] before it takes a turn while all others
 /// are busy: quick turns of many live adapters then share a few threads instead of
 /// spawning one each, and sources blocked in `next()` still get a thread per source, each
-/// after at most `STALL`.
-const FREE_THREADS: usize = 4;
+/// after at most `STALL`. So two turns run at once without delay, and the third thread is
+/// the last free one. Three, not four: on 2 cores the fourth only took turns from the others
+/// (`live`, 2,000 adapters of 100 items, child processes of `benches/fixed.rs` interleaved
+/// 31 times: median 285 against 337 ms, 6 against 7 threads). Not two: the second of two
+/// turns at once would wait for the stall, and its thread spawns a third anyway
+/// (`tests/faults.rs` then finds three feeding threads after a round that needs two).
+const FREE_THREADS: usize = 3;
 
 /// How long the queue may go without a turn taken, with [`FREE_THREADS`] or more busy,
 /// before the last free thread takes one and another thread is spawned.
