@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 /// The number of slots when [`LazyParMap::buffer`](crate::LazyParMap::buffer) is not called.
 ///
 /// Chosen from `cargo bench` on 2 cores (the README's table): with 1024 slots, an `f` of
-/// about 0.5 µs or more runs about as fast as with larger buffers (1.82× sequential against
-/// 1.92× with 16384 slots), the first result comes soonest, and at most 1024 items are
-/// held. An `f` of a few nanoseconds wants a larger buffer (0.21× to 0.30× sequential at
-/// 1024, 0.34× at 16384), since a runner's batch holds at most a quarter of the buffer on 2
+/// about 0.5 µs or more runs about as fast as with larger buffers (1.87× sequential against
+/// 1.91× with 16384 slots), the first result comes soonest, and at most 1024 items are
+/// held. An `f` of a few nanoseconds wants a larger buffer (0.21× to 0.28× sequential at
+/// 1024, 0.42× at 16384), since a runner's batch holds at most a quarter of the buffer on 2
 /// threads.
 pub const DEFAULT_BUFFER: usize = 1024;
 
