@@ -16,6 +16,16 @@
 //!   protocol needs: the feeder's after each push (so that a runner leaving is seen, and an
 //!   item pulled never waits for a later pull) and the consumer's after each item returned
 //!   (so that a parked feeder is resumed exactly: a paused consumer finds `c + n` taken).
+//! - `skeleton`: what an engine that keeps our contract must do per item, and nothing
+//!   else: the pipeline above with both fences, but the runner claims each run with a
+//!   compare-and-swap (as one of several would), publishes each run by a stamp in its first
+//!   slot (runs of several runners finish out of order, so no single count will do), looks
+//!   whether the consumer sleeps once a run (a fence and a load), checks the cancel and
+//!   stop flags before each item, runs each run under `catch_unwind`, and the feeder waits
+//!   for a refill's worth of free slots (a quarter of the buffer) before it pulls again.
+//!   Still no lock, no allocation, no sleep, no laps (only completion order needs them),
+//!   and its threads never leave.
+//! - `skeleton x2`: the same with two runner threads, as a pool of two threads runs it.
 //! - `lpm-default`: `(0..n).lazy_par_map(f)`, default buffer.
 //!
 //! `cargo bench --bench handoff` (`-- --quick` or `LPM_BENCH_QUICK=1` for a smoke run).
@@ -26,7 +36,7 @@ mod common;
 
 use criterion::{SamplingMode, Throughput};
 use lazy_par_map::prelude::*;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{fence, AtomicU64};
 use std::time::{Duration, Instant};
 
@@ -116,14 +126,106 @@ fn ideal(n: u64, fences: bool) -> u64 {
     })
 }
 
+/// The contract's skeleton over `0..n` with `runners` runner threads (module doc).
+fn skeleton(n: u64, runners: usize) -> u64 {
+    let slots = |_| AtomicU64::new(0);
+    let items: Vec<AtomicU64> = (0..CAP).map(slots).collect();
+    let results: Vec<AtomicU64> = (0..CAP).map(slots).collect();
+    // The end of the run that starts at a slot: a run's results are ready once it is past
+    // the run's start (a stamp from an earlier lap is not).
+    let ends: Vec<AtomicU64> = (0..CAP).map(slots).collect();
+    let (pushed, claimed, consumed) = (
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(0)),
+    );
+    // Read-mostly lines: the running count (read by the feeder after each item), whether
+    // the consumer sleeps (read by a runner after each run), the cancel and stop flags.
+    let (running, sleeps, cancelled, stop_at) = (
+        Line(AtomicU64::new(runners as u64)),
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(0)),
+        Line(AtomicU64::new(u64::MAX)),
+    );
+    let at = |i: u64| (i % CAP) as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut free = 0;
+            for i in 0..n {
+                if free == 0 {
+                    spin_until(|| {
+                        free = CAP - (i - consumed.0.load(Acquire));
+                        free >= RUN.min(n - i)
+                    });
+                }
+                items[at(i)].store(i, Relaxed);
+                free -= 1;
+                pushed.0.store(i + 1, Release);
+                fence(SeqCst);
+                std::hint::black_box(running.0.load(Relaxed));
+            }
+        });
+        for _ in 0..runners {
+            s.spawn(|| {
+                let mut start = claimed.0.load(Acquire);
+                while start < n {
+                    let available = pushed.0.load(Acquire);
+                    if available <= start {
+                        std::thread::yield_now();
+                        start = claimed.0.load(Acquire);
+                        continue;
+                    }
+                    let end = available.min(start + RUN);
+                    if let Err(now) = claimed.0.compare_exchange(start, end, AcqRel, Acquire) {
+                        start = now;
+                        continue;
+                    }
+                    let run = || {
+                        for i in start..end {
+                            let item = items[at(i)].load(Relaxed);
+                            if cancelled.0.load(Relaxed) != 0 || i > stop_at.0.load(Relaxed) {
+                                continue;
+                            }
+                            results[at(i)].store(f(item), Relaxed);
+                        }
+                    };
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+                    ends[at(start)].store(end, Release);
+                    fence(SeqCst);
+                    std::hint::black_box(sleeps.0.load(Relaxed));
+                    start = claimed.0.load(Acquire);
+                }
+            });
+        }
+        let mut check = 0u64;
+        let mut ready = 0;
+        for i in 0..n {
+            if i == ready {
+                spin_until(|| {
+                    let end = ends[at(i)].load(Acquire);
+                    ready = end;
+                    end > i && end <= i + CAP
+                });
+            }
+            check = check.wrapping_add(results[at(i)].load(Relaxed));
+            consumed.0.store(i + 1, Release);
+            fence(SeqCst);
+            std::hint::black_box(pushed.0.load(Relaxed));
+        }
+        check
+    })
+}
+
 fn main() {
     let mut c = common::criterion();
     let n = common::scaled(2_000_000, 10_000);
     let expected = (0..n).map(f).fold(0, u64::wrapping_add);
-    let contenders: [(&str, &dyn Fn() -> u64); 4] = [
+    let contenders: [(&str, &dyn Fn() -> u64); 6] = [
         ("seq", &|| (0..n).map(f).fold(0, u64::wrapping_add)),
         ("ideal", &|| ideal(n, false)),
         ("ideal+fences", &|| ideal(n, true)),
+        ("skeleton", &|| skeleton(n, 1)),
+        ("skeleton x2", &|| skeleton(n, 2)),
         ("lpm-default", &|| {
             (0..n).lazy_par_map(f).fold(0, u64::wrapping_add)
         }),
