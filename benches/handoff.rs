@@ -60,6 +60,36 @@ fn spin_until(mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The feeder of both pipelines: pushes `0..n` into `items`, publishing `pushed` after each
+/// item; when the ring is full it waits until `refill` slots are free (the consumer
+/// publishes `consumed`). With `watched`, a fence follows each push and then a load of that
+/// line (the runners' count, whose change the feeder must see).
+fn feed(
+    n: u64,
+    items: &[AtomicU64],
+    pushed: &Line,
+    consumed: &Line,
+    refill: u64,
+    watched: Option<&Line>,
+) {
+    let mut free = 0;
+    for i in 0..n {
+        if free == 0 {
+            spin_until(|| {
+                free = CAP - (i - consumed.0.load(Acquire));
+                free >= refill.min(n - i)
+            });
+        }
+        items[(i % CAP) as usize].store(i, Relaxed);
+        free -= 1;
+        pushed.0.store(i + 1, Release);
+        if let Some(watched) = watched {
+            fence(SeqCst);
+            std::hint::black_box(watched.0.load(Relaxed));
+        }
+    }
+}
+
 /// The ideal pipeline over `0..n`, with the protocol's two fences per item if `fences`.
 fn ideal(n: u64, fences: bool) -> u64 {
     let slots = |_| AtomicU64::new(0);
@@ -72,24 +102,7 @@ fn ideal(n: u64, fences: bool) -> u64 {
     );
     let at = |i: u64| (i % CAP) as usize;
     std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut free = 0;
-            for i in 0..n {
-                if free == 0 {
-                    spin_until(|| {
-                        free = CAP - (i - consumed.0.load(Acquire));
-                        free > 0
-                    });
-                }
-                items[at(i)].store(i, Relaxed);
-                free -= 1;
-                pushed.0.store(i + 1, Release);
-                if fences {
-                    fence(SeqCst);
-                    std::hint::black_box(done.0.load(Relaxed));
-                }
-            }
-        });
+        s.spawn(|| feed(n, &items, &pushed, &consumed, 1, fences.then_some(&done)));
         s.spawn(|| {
             let mut start = 0;
             while start < n {
@@ -149,22 +162,7 @@ fn skeleton(n: u64, runners: usize) -> u64 {
     );
     let at = |i: u64| (i % CAP) as usize;
     std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut free = 0;
-            for i in 0..n {
-                if free == 0 {
-                    spin_until(|| {
-                        free = CAP - (i - consumed.0.load(Acquire));
-                        free >= RUN.min(n - i)
-                    });
-                }
-                items[at(i)].store(i, Relaxed);
-                free -= 1;
-                pushed.0.store(i + 1, Release);
-                fence(SeqCst);
-                std::hint::black_box(running.0.load(Relaxed));
-            }
-        });
+        s.spawn(|| feed(n, &items, &pushed, &consumed, RUN, Some(&running)));
         for _ in 0..runners {
             s.spawn(|| {
                 let mut start = claimed.0.load(Acquire);
