@@ -63,7 +63,8 @@ fn spin_until(mut ready: impl FnMut() -> bool) {
 /// The feeder of both pipelines: pushes `0..n` into `items`, publishing `pushed` after each
 /// item; when the ring is full it waits until `refill` slots are free (the consumer
 /// publishes `consumed`). With `watched`, a fence follows each push and then a load of that
-/// line (the runners' count, whose change the feeder must see).
+/// line: the fence and load the protocol pairs with a runner leaving (the skeleton watches
+/// its runners' count; `ideal+fences` loads the runner's line in its place).
 fn feed(
     n: u64,
     items: &[AtomicU64],
