@@ -236,6 +236,7 @@ where
         let end = match catch_unwind(AssertUnwindSafe(|| {
             // The slot is claimed (`free` counts it) before the pull, and the stop is
             // checked before every pull: after a drop, at most the pull under way.
+            let spawn_check = (!shared.inline).then(|| shared.spawn_check());
             for _ in 0..free {
                 if shared.is_stopped() {
                     break;
@@ -254,8 +255,10 @@ where
                     // Every item would cost a store to a line `stats()` reads.
                     shared.taken.0.store(*taken, Relaxed);
                 }
-                if !shared.inline && shared.after_push(*taken) {
-                    start_runner(Arc::clone(&self.shared));
+                if let Some(check) = spawn_check {
+                    if shared.after_push(*taken, check) {
+                        start_runner(Arc::clone(&self.shared));
+                    }
                 }
             }
             None

@@ -159,6 +159,21 @@ impl<R> Batch<R> {
     }
 }
 
+/// When the feeder looks whether one more runner is worth starting
+/// ([`Shared::spawn_check`]).
+#[derive(Clone, Copy)]
+pub(crate) enum SpawnCheck {
+    /// After every item: `f`'s cost is unknown, or one item pays for a runner.
+    Always,
+    /// After items whose number has these bits clear, by the queue's length.
+    Every {
+        /// The bits.
+        mask: u64,
+        /// `f`'s cost per item, in nanoseconds.
+        f_nanos: u64,
+    },
+}
+
 /// A parked feeder.
 pub(crate) enum Parked {
     /// A turn of the feeding threads, to submit to them when resumed, and its timer.
@@ -557,7 +572,7 @@ impl<T, R, F> Shared<T, R, F> {
     /// After the feeder pushed an item: makes sure someone will run it. Returns `true` if
     /// the caller must start a runner. No lock, unless a consumer on a worker waits.
     #[inline]
-    pub(crate) fn after_push(&self, seq: u64) -> bool {
+    pub(crate) fn after_push(&self, seq: u64, spawn_check: SpawnCheck) -> bool {
         // Pairs with the fence in `run_jobs`: either that runner sees this item, or we see
         // that it has left and start another. Likewise with a consumer that waits on a
         // worker of the pool (`helper_waits`): it sees the item, or we wake it to run it.
@@ -566,7 +581,7 @@ impl<T, R, F> Shared<T, R, F> {
             self.wake_consumer(self.ring.lock());
         }
         let running = self.runners.0.load(SeqCst);
-        if running > 0 && !self.worth_another_runner(seq) {
+        if running > 0 && !self.worth_another_runner(seq, spawn_check) {
             // A runner is draining the queue and will see this item: one more would cost
             // a spawn and a wake-up for less work than that.
             return false;
@@ -574,25 +589,36 @@ impl<T, R, F> Shared<T, R, F> {
         self.claim_runner()
     }
 
+    /// How the feeder decides, while a runner drains the queue, whether the queued work
+    /// pays for one more ([`Shared::worth_another_runner`]): chosen once per refill from
+    /// `f`'s cost, so that an item costs no more than a mask test.
+    pub(crate) fn spawn_check(&self) -> SpawnCheck {
+        let f_nanos = self.f_nanos.load(Relaxed);
+        // Timing must not steer a loom model: there every runner allowed is started.
+        if cfg!(lazy_par_map_loom) || f_nanos == 0 || f_nanos >= SPAWN_WORTH_NANOS {
+            return SpawnCheck::Always;
+        }
+        // Measure about once per SPAWN_WORTH_NANOS of work pushed: every item or two for a
+        // costly `f`, every 256th for a cheap one.
+        let shift = (SPAWN_WORTH_NANOS.ilog2() - f_nanos.ilog2()).min(8);
+        SpawnCheck::Every {
+            mask: (1 << shift) - 1,
+            f_nanos,
+        }
+    }
+
     /// Whether the queued work pays for starting one more runner: always while `f`'s cost is
     /// unknown or one item is worth it, else once the queue holds [`SPAWN_WORTH_NANOS`] of
     /// work. The queue's length is a line the runners write, and reading it costs a fence:
     /// it is measured about once per [`SPAWN_WORTH_NANOS`] of work pushed (`seq`), at most
     /// every 256th item.
-    fn worth_another_runner(&self, seq: u64) -> bool {
-        // Timing must not steer a loom model: there every runner allowed is started.
-        if cfg!(lazy_par_map_loom) {
-            return true;
+    fn worth_another_runner(&self, seq: u64, spawn_check: SpawnCheck) -> bool {
+        match spawn_check {
+            SpawnCheck::Always => true,
+            SpawnCheck::Every { mask, f_nanos } => {
+                seq & mask == 0 && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS
+            }
         }
-        let f_nanos = self.f_nanos.load(Relaxed);
-        if f_nanos == 0 || f_nanos >= SPAWN_WORTH_NANOS {
-            return true;
-        }
-        // Measure about once per SPAWN_WORTH_NANOS of work pushed: every item or two for a
-        // costly `f`, every 256th for a cheap one.
-        let shift = (SPAWN_WORTH_NANOS.ilog2() - f_nanos.ilog2()).min(8);
-        seq & ((1 << shift) - 1) == 0
-            && self.queue.get().len() as u64 * f_nanos >= SPAWN_WORTH_NANOS
     }
 
     /// The feeder's hand-off when there is no pool hop (`readahead`): `result` joins the

@@ -160,32 +160,39 @@ where
         let timed = rest.is_some_and(|rest| rest.len() >= 7) || self.f_nanos.load(Relaxed) == 0;
         let started = timed.then(Instant::now);
         let mut covered = 0u64;
-        let mut first = Some(first);
-        let mut next = || first.take().or_else(|| rest.and_then(Local::pop));
         let f = self.f.get();
         let flags = &self.flags.0;
         let results = &mut batch.results;
+        let stop_when = self.stop_when;
         let caught = catch_unwind(AssertUnwindSafe(|| {
-            while let Some((at, item)) = next() {
+            let mut step = |at: u64, item: T| {
                 covered += 1;
                 if flags.cancelled.load(Relaxed) || at > flags.stop_at.load(Relaxed) {
                     drop_silently(item);
-                    continue;
+                    return;
                 }
                 let result = f.call(scratch, item);
-                if self.stop_when.is_some_and(|stop| stop(&result)) {
+                if stop_when.is_some_and(|stop| stop(&result)) {
                     flags.stop_at.fetch_min(at, SeqCst);
                 }
                 results.push(result);
+            };
+            step(first.0, first.1);
+            if let Some(rest) = rest {
+                while let Some((at, item)) = rest.pop() {
+                    step(at, item);
+                }
             }
         }));
         if let Err(payload) = caught {
             // Items after the panicking one are not wanted; those still in hand are
             // dropped here, where their panics can be caught.
             flags.stop_at.fetch_min(seq + covered - 1, SeqCst);
-            while let Some((_, item)) = next() {
-                covered += 1;
-                drop_silently(item);
+            if let Some(rest) = rest {
+                while let Some((_, item)) = rest.pop() {
+                    covered += 1;
+                    drop_silently(item);
+                }
             }
             batch.panic = Some(payload);
         }
