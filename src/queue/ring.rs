@@ -32,7 +32,9 @@
 //!
 //! Slots are allocated in segments of [`SEGMENT`] as the feeder first reaches them, so an
 //! adapter that sees a few items allocates a few slots, whatever its buffer. Items still in
-//! the ring when it is dropped are dropped then, silently.
+//! the ring when it is dropped are dropped then, silently. The feeder keeps the segment it
+//! fills, and a runner moves a run out a segment at a time, so an item costs no segment
+//! lookup on either side.
 //!
 //! Under loom the slots are loom's `UnsafeCell`s, so the models check that no slot is read
 //! and written at once (`tests/loom.rs`). With the laps left out of the model (std atomics,
@@ -121,10 +123,10 @@ impl<T> Slot<T> {
 
 /// A run of slots allocated at once.
 #[cfg(not(lazy_par_map_loom))]
-type Segment<T> = std::sync::OnceLock<Box<[Slot<T>]>>;
+type Segment<T> = std::sync::OnceLock<std::sync::Arc<[Slot<T>]>>;
 /// Under loom every segment is allocated up front (models use a few slots).
 #[cfg(lazy_par_map_loom)]
-type Segment<T> = Box<[Slot<T>]>;
+type Segment<T> = std::sync::Arc<[Slot<T>]>;
 
 /// The ring, shared by the feeder's [`Pusher`] and the runners' [`Queue`].
 struct Ring<T> {
@@ -193,9 +195,38 @@ impl<T> Ring<T> {
         unsafe { self.slot(seq).take((seq >> self.lap_shift) + 1) }
     }
 
-    /// The slot of item `seq`, for the feeder: its segment is allocated on first use.
+    /// Moves items `from..to` out, last first, into `out`.
+    ///
+    /// # Safety
+    /// As [`Ring::take`], for every item of `from..to`.
     #[inline]
-    fn slot_to_fill(&self, seq: u64) -> &Slot<T> {
+    unsafe fn take_range_rev(&self, from: u64, to: u64, out: &mut Vec<T>) {
+        let in_segment = (1u64 << self.segment_shift) - 1;
+        let mut end = to;
+        while end > from {
+            // The slots of `start..end` lie in one segment, in order (a segment never
+            // straddles the ring's end), and their items in one lap.
+            let last = (end - 1) & self.mask;
+            let start = end - ((last & in_segment) + 1).min(end - from);
+            let segment = &self.segments[(last >> self.segment_shift) as usize];
+            #[cfg(not(lazy_par_map_loom))]
+            let segment = segment
+                .get()
+                .expect("a pushed item's segment was allocated before the push");
+            let first = ((start & self.mask) & in_segment) as usize;
+            let next_lap = (start >> self.lap_shift) + 1;
+            for slot in segment[first..=(last & in_segment) as usize].iter().rev() {
+                // SAFETY: the caller's contract, for this item of `from..to`; the slot's
+                // next item is a lap on.
+                out.push(unsafe { slot.take(next_lap) });
+            }
+            end = start;
+        }
+    }
+
+    /// The segment of item `seq`, for the feeder (allocated on first use), and the number
+    /// of the first item after it.
+    fn segment_to_fill(&self, seq: u64) -> (std::sync::Arc<[Slot<T>]>, u64) {
         let at = seq & self.mask;
         let segment = &self.segments[(at >> self.segment_shift) as usize];
         #[cfg(not(lazy_par_map_loom))]
@@ -204,7 +235,8 @@ impl<T> Ring<T> {
                 .map(|_| Slot::new())
                 .collect()
         });
-        &segment[(at & ((1 << self.segment_shift) - 1)) as usize]
+        let in_segment = (1u64 << self.segment_shift) - 1;
+        (std::sync::Arc::clone(segment), (seq | in_segment) + 1)
     }
 }
 
@@ -227,6 +259,8 @@ pub(super) fn new<T>(cap: u64) -> (Pusher<T>, Queue<T>) {
     let pusher = Pusher {
         ring: Arc::clone(&ring),
         next: 0,
+        segment: None,
+        segment_end: 0,
     };
     (pusher, Queue(ring))
 }
@@ -237,7 +271,16 @@ pub(crate) struct Pusher<T> {
     ring: Arc<Ring<T>>,
     /// The next item's sequence number: the ring's `pushed`, which only this pusher writes.
     next: u64,
+    /// The segment the next item goes into, while `next` is below `segment_end`: the
+    /// feeder looks a segment up once per segment, not once per item.
+    segment: Option<std::sync::Arc<[Slot<T>]>>,
+    /// The number of the first item after `segment`'s (0 before the first push).
+    segment_end: u64,
 }
+
+// SAFETY: the pusher's segment is a part of its ring, reached from it as the ring's `Sync`
+// allows (`T: Send`); moving the pusher to another thread moves the one writer with it.
+unsafe impl<T: Send> Send for Pusher<T> {}
 
 impl<T> Pusher<T> {
     /// Pushes item `seq`, which must be the next: `seq == pushed`.
@@ -246,7 +289,17 @@ impl<T> Pusher<T> {
         let ring = &*self.ring;
         let at = self.next;
         assert_eq!(seq, at, "items are pushed in order");
-        let slot = ring.slot_to_fill(at);
+        if at >= self.segment_end {
+            // The first item, or the first of another segment.
+            let (segment, end) = ring.segment_to_fill(at);
+            self.segment = Some(segment);
+            self.segment_end = end;
+        }
+        let segment = self
+            .segment
+            .as_deref()
+            .expect("the segment of the item is set above");
+        let slot = &segment[(at & ((1 << ring.segment_shift) - 1)) as usize];
         // Acquire: the runner that moved the slot's previous item out read it before its
         // release.
         let mut spins = 0u32;
@@ -337,11 +390,9 @@ impl<'q, T> Run<'q, T> {
             {
                 Ok(_) => {
                     let end = start + len;
-                    for seq in (start + 1..end).rev() {
-                        // SAFETY: `seq < pushed` (its write is visible: acquire above), and
-                        // the compare-and-swap made `start..end` ours alone.
-                        items.push(unsafe { ring.take(seq) });
-                    }
+                    // SAFETY: `end <= pushed` (the writes are visible: acquire above), and
+                    // the compare-and-swap made `start..end` ours alone.
+                    unsafe { ring.take_range_rev(start + 1, end, &mut items) };
                     self.next.set(start + 1);
                     self.end.set(end);
                     // SAFETY: as above.
