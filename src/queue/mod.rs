@@ -110,6 +110,21 @@ impl<'q, T> Local<'q, T> {
         }
     }
 
+    /// Hands every item left in the run, in order, to `step`. If `step` panics, the
+    /// items after the one it was given stay in the run.
+    #[inline]
+    pub(crate) fn pop_each(&self, step: impl FnMut(Item<T>)) {
+        match &self.0 {
+            LocalRun::Ring(run) => run.pop_each(step),
+            LocalRun::Deque(run) => {
+                let mut step = step;
+                while let Some(item) = run.pop() {
+                    step(item);
+                }
+            }
+        }
+    }
+
     /// Items left in the run.
     #[inline]
     pub(crate) fn len(&self) -> usize {

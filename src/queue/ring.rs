@@ -412,6 +412,18 @@ impl<'q, T> Run<'q, T> {
         Some((seq, item))
     }
 
+    /// Hands every item left in the run, in order, to `step`, with one borrow of the run
+    /// for all of them. If `step` panics, the items after the one it was given stay.
+    #[inline]
+    pub(super) fn pop_each(&self, mut step: impl FnMut(Item<T>)) {
+        let mut items = self.items.borrow_mut();
+        while let Some(item) = items.pop() {
+            let seq = self.next.get();
+            self.next.set(seq + 1);
+            step((seq, item));
+        }
+    }
+
     /// Items left in the run.
     #[inline]
     pub(super) fn len(&self) -> usize {

@@ -179,9 +179,7 @@ where
             };
             step(first.0, first.1);
             if let Some(rest) = rest {
-                while let Some((at, item)) = rest.pop() {
-                    step(at, item);
-                }
+                rest.pop_each(|(at, item)| step(at, item));
             }
         }));
         if let Err(payload) = caught {
