@@ -127,6 +127,39 @@ fn results_follow_input_order_for_many_cheap_items() {
     });
 }
 
+/// With a large buffer and a cheap `f`, a runner claims runs of thousands of items, which
+/// span several of the ring's segments (256 slots each) and wrap around the ring: every
+/// item must come out once, in order, and once each when unordered (the laps).
+#[test]
+fn runs_spanning_several_ring_segments_keep_every_item() {
+    guarded(|| {
+        let n = 300_000u64;
+        for buffer in [2048, 16_384, 65_536] {
+            let got: Vec<u64> = (0..n)
+                .lazy_par_map(|x| x.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .buffer(buffer)
+                .collect();
+            let want: Vec<u64> = (0..n)
+                .map(|x| x.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            assert!(
+                got == want,
+                "buffer {buffer}: out of order or missing items"
+            );
+            let mut got: Vec<u64> = (0..n)
+                .lazy_par_map(|x| x)
+                .buffer(buffer)
+                .unordered()
+                .collect();
+            got.sort_unstable();
+            assert!(
+                got.iter().copied().eq(0..n),
+                "buffer {buffer}, unordered: an item lost or yielded twice"
+            );
+        }
+    });
+}
+
 #[test]
 fn owned_non_copy_results_arrive_intact() {
     guarded(|| {
