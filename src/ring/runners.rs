@@ -159,7 +159,7 @@ where
         // and then about one run of several items in four (those starting in a quarter of
         // the sequence numbers; on `tiny` two clock reads per run were 4% of the time).
         let timed = self.f_nanos.load(Relaxed) == 0
-            || (rest.is_some_and(|rest| rest.len() >= 7) && (first.0 >> 6) & 3 == 0);
+            || (rest.is_some_and(|rest| rest.len() >= 7) && (seq >> 6) & 3 == 0);
         let started = timed.then(Instant::now);
         let mut covered = 0u64;
         let f = self.f.get();
