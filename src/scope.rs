@@ -335,8 +335,15 @@ where
     /// let v = vec![1];
     /// lazy_par_map::scope(|s| {
     ///     let mut it = s.lazy_par_map(v.iter(), |x| *x);
-    ///     while it.try_next() == Err(TryNextError::NotReady) {}
-    ///     assert_eq!(it.try_next(), Err(TryNextError::Finished));
+    ///     let mut got = Vec::new();
+    ///     loop {
+    ///         match it.try_next() {
+    ///             Ok(x) => got.push(x),
+    ///             Err(TryNextError::NotReady) => std::thread::yield_now(), // do other work
+    ///             Err(TryNextError::Finished) => break,
+    ///         }
+    ///     }
+    ///     assert_eq!(got, [1]);
     /// });
     /// ```
     pub fn try_next(&mut self) -> Result<R, TryNextError> {
